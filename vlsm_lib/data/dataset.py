@@ -1,0 +1,346 @@
+"""On-disk image-text-mask datasets in the reference layout, loaded with clear errors.
+
+Layout of one dataset ``<root>/<name>``::
+
+    images/<img_name>      RGB image (img_name may hold sub-folders)
+    masks/<mask_name>      8-bit mask, 0 background / 255 foreground
+    anns/<split>.json      list of records {"img_name", "mask_name", "prompts": {"p0": ...}, ...}
+
+``prompts`` maps keys ``p0..pN`` to a string or a list of alternative strings. Other record keys
+(bbox, cat, segment_id, sentences, ...) are kept untouched in ``records`` and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from bisect import bisect_right
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import ConcatDataset, Dataset
+
+from .transforms import Preprocess
+
+RANDOM = "random"
+REQUIRED_KEYS = ("img_name", "mask_name", "prompts")
+_FIX_8BIT = "convert it to an 8-bit grayscale PNG with 0 = background, 255 = foreground"
+_FIX_ROOT = "check the VLSM_DATA environment variable / the root passed"
+# Channel spread tolerated in an RGB mask: JPEG chroma noise stays well under this, a real
+# colour-coded mask (e.g. red on black) differs by ~255.
+_RGB_TOLERANCE = 32
+# Share of pixels in 32..223 beyond which a mask is not "binary plus JPEG noise".
+_GREY_FRACTION = 0.01
+
+
+class DataError(ValueError):
+    """A problem with the data on disk; the message names the file or record and the fix."""
+
+
+def _key_order(key: str) -> tuple[int, int, str]:
+    """Sort p2 before p10 (numerically); non-pN keys go last, alphabetically."""
+    m = re.fullmatch(r"p(\d+)", key)
+    return (0, int(m.group(1)), "") if m else (1, 0, key)
+
+
+def _sorted_keys(keys: Iterable[str]) -> list[str]:
+    return sorted(keys, key=_key_order)
+
+
+def load_records(anns_path: str | Path) -> list[dict[str, Any]]:
+    """Read and validate one split file; returns its records unchanged."""
+    path = Path(anns_path)
+    if not path.is_file():
+        splits = sorted(p.stem for p in path.parent.glob("*.json")) if path.parent.is_dir() else []
+        where = f"splits present in {path.parent}: {', '.join(splits) or 'none'}"
+        raise DataError(f"split file {path} not found ({where}); pick one of those splits")
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"malformed JSON in {path} at line {e.lineno}, column {e.colno}: "
+            f"{e.msg}; fix the file (it must be a JSON list of records)"
+        ) from e
+    if not isinstance(records, list):
+        raise DataError(
+            f"{path} holds a JSON {type(records).__name__}, expected a list of "
+            "records {img_name, mask_name, prompts}"
+        )
+    if not records:
+        raise DataError(
+            f"empty split {path}; the reference used test.json as validation for "
+            "colondb/cvc300/etis, point val at another split"
+        )
+    for i, rec in enumerate(records):
+        _check_record(path, i, rec)
+    return records
+
+
+def _check_record(path: Path, i: int, rec: Any) -> None:
+    if not isinstance(rec, dict):
+        raise DataError(f"{path} record {i} is a {type(rec).__name__}, expected an object")
+    where = f"{path} record {i} (img_name={rec.get('img_name')!r})"
+    for key in REQUIRED_KEYS:
+        if key not in rec:
+            raise DataError(
+                f"{where} lacks the key '{key}'; every record needs {', '.join(REQUIRED_KEYS)}"
+            )
+    if not isinstance(rec["prompts"], dict):
+        raise DataError(
+            f'{where}: \'prompts\' must be an object like {{"p0": "", "p1": '
+            f'"..."}}, got {type(rec["prompts"]).__name__}'
+        )
+
+
+def _open(path: str | Path, what: str) -> Image.Image:
+    """Open and fully decode (``load``) so truncated files fail here, not in a worker later."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} file {path} not found; {_FIX_ROOT}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
+        raise DataError(f"cannot read {what} file {path} ({e}); re-export or delete it") from e
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """Read an image file as an RGB PIL image (any PIL-readable mode is converted)."""
+    return _open(path, "image").convert("RGB")
+
+
+def read_mask(path: str | Path) -> np.ndarray:
+    """Read a mask file as a bool array (h, w), foreground = value > 127.
+
+    Rules by PIL mode:
+      * '1' and 'L': used as is. An 'L' mask whose values are only 0 and 1 (a 0/1 label mask)
+        takes 1 as foreground, with a warning.
+      * 'RGB'/'RGBA' whose colour channels are equal (within JPEG noise, spread <= 32): the first
+        channel is used, with a warning. Channels that differ more: DataError (ambiguous
+        colour mask).
+      * 'P' (palette), 'I;16', 'I', 'F' and any other mode: DataError; convert to 8-bit 0/255.
+      * More than 1% of pixels in 32..223 (beyond JPEG noise): binarised at > 127, with a
+        warning giving the fraction.
+    Missing or unreadable files raise DataError.
+    """
+    img = _open(path, "mask")
+    if img.mode == "1":
+        return np.asarray(img, dtype=bool)
+    if img.mode in ("RGB", "RGBA"):
+        arr = _grey_from_rgb(np.asarray(img)[..., :3], path)
+    elif img.mode == "L":
+        arr = np.asarray(img)
+    else:
+        raise DataError(
+            f"mask {path} has unsupported mode '{img.mode}' (palette / 16-32 bit / "
+            f"other); {_FIX_8BIT}"
+        )
+    if arr.max(initial=0) == 1:  # 0/1 label mask: > 127 would make it all background
+        warnings.warn(
+            f"mask {path} holds values 0/1 only; treating 1 as foreground "
+            "(save masks as 0/255 to silence this)",
+            stacklevel=2,
+        )
+        return arr == 1
+    grey = float(np.mean((arr >= 32) & (arr <= 223)))
+    if grey > _GREY_FRACTION:
+        warnings.warn(
+            f"mask {path} is not binary: {grey:.1%} of pixels lie in 32..223; binarising at > 127",
+            stacklevel=2,
+        )
+    return arr > 127
+
+
+def _grey_from_rgb(rgb: np.ndarray, path: str | Path) -> np.ndarray:
+    """(h, w, 3) uint8 -> (h, w) first channel, if the channels agree (a grey mask saved RGB)."""
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    if spread.max(initial=0) > _RGB_TOLERANCE:
+        raise DataError(
+            f"mask {path} is an RGB image whose channels differ (ambiguous colour "
+            f"mask); {_FIX_8BIT}"
+        )
+    warnings.warn(
+        f"mask {path} is RGB with equal channels; using its first channel "
+        "(save it as 8-bit grayscale to silence this)",
+        stacklevel=3,
+    )
+    return rgb[..., 0]
+
+
+class ImageTextMaskDataset(Dataset):
+    """One split of one dataset; samples are dicts of tensors and metadata.
+
+    Sample keys: ``pixel_values`` (3, H, W) float32, ``mask`` (1, H, W) float32 in {0, 1},
+    ``input_ids`` / ``attention_mask`` (L,) int64 (absent when ``preprocess.tokenizer`` is
+    None), ``prompt`` str, ``image_id`` (mask_name), ``img_path``, ``mask_path``, ``height`` /
+    ``width`` (original mask size), ``dataset`` (name).
+
+    ``prompt`` is a key like "p3" (a list value: one alternative drawn per item) or "random"
+    (a key among p1..pN, then an alternative). Draws use ``default_rng([seed, epoch, index])`` so
+    they depend neither on DataLoader workers nor on access order.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        name: str,
+        split: str,
+        preprocess: Preprocess,
+        prompt: str = "p0",
+        seed: int = 42,
+    ) -> None:
+        self.root, self.name, self.split = Path(root), name, split
+        self.preprocess, self.prompt, self.seed, self.epoch = preprocess, prompt, seed, 0
+        self.anns_path = self.root / name / "anns" / f"{split}.json"
+        self.records = load_records(self.anns_path)
+        common = set.intersection(*(set(r["prompts"]) for r in self.records))
+        self.prompt_keys = _sorted_keys(common)
+        self._check_files()
+        self._check_prompt()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the epoch that seeds prompt draws (evaluation keeps 0 for stable prompts)."""
+        self.epoch = int(epoch)
+
+    def paths(self, i: int) -> tuple[Path, Path]:
+        """(image path, mask path) of record i."""
+        rec = self.records[i]
+        base = self.root / self.name
+        return base / "images" / rec["img_name"], base / "masks" / rec["mask_name"]
+
+    def _where(self, i: int) -> str:
+        return f"{self.anns_path} record {i} (img_name={self.records[i]['img_name']!r})"
+
+    def _check_files(self) -> None:
+        missing = [str(p) for i in range(len(self)) for p in self.paths(i) if not p.is_file()]
+        if missing:
+            raise DataError(
+                f"{len(missing)} image/mask files listed in {self.anns_path} are missing, first: "
+                f"{', '.join(missing[:5])}; {_FIX_ROOT} (it must hold "
+                f"{self.name}/images and {self.name}/masks)"
+            )
+        ids = [r["mask_name"] for r in self.records]
+        if len(set(ids)) != len(ids):  # image_id would collide in evaluation
+            warnings.warn(
+                f"{self.anns_path}: {len(ids) - len(set(ids))} records repeat a "
+                "mask_name, so image_id is not unique",
+                stacklevel=3,
+            )
+
+    def _check_prompt(self) -> None:
+        """Fail at construction, not mid-epoch, on an unusable prompt choice."""
+        if self.prompt != RANDOM and self.prompt not in self.prompt_keys:
+            raise DataError(
+                f"unknown prompt key '{self.prompt}' for dataset {self.name}; "
+                f"available: {', '.join(self.prompt_keys + [RANDOM])}"
+            )
+        for i, rec in enumerate(self.records):
+            keys = [self.prompt]
+            if self.prompt == RANDOM:
+                keys = [k for k in rec["prompts"] if k != "p0"]
+            if not keys:
+                raise DataError(
+                    f"{self._where(i)} has no prompt besides p0; prompt='random' needs p1..pN"
+                )
+            for k in keys:
+                v = rec["prompts"][k]
+                if not (
+                    isinstance(v, str)
+                    or (isinstance(v, list) and v and all(isinstance(s, str) for s in v))
+                ):
+                    raise DataError(
+                        f"{self._where(i)}: prompt '{k}' must be a string or a "
+                        f"non-empty list of strings, got {v!r}"
+                    )
+
+    def prompt_text(self, i: int) -> str:
+        """The prompt string of item i at the current epoch (what ``__getitem__`` uses)."""
+        i = range(len(self))[i]  # negative index -> positive; seeds must be >= 0
+        prompts = self.records[i]["prompts"]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        key = self.prompt
+        if key == RANDOM:
+            keys = _sorted_keys(k for k in prompts if k != "p0")
+            key = keys[int(rng.integers(len(keys)))]
+        value = prompts[key]
+        return value[int(rng.integers(len(value)))] if isinstance(value, list) else value
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i = range(len(self))[i]
+        img_path, mask_path = self.paths(i)
+        image, mask = read_image(img_path), read_mask(mask_path)
+        h, w = mask.shape
+        if image.size != (w, h):
+            raise DataError(
+                f"size mismatch in {self._where(i)}: image {img_path} is "
+                f"{image.width}x{image.height}, mask {mask_path} is {w}x{h} (WxH); "
+                "re-export the mask at the image size"
+            )
+        text = self.prompt_text(i)
+        sample: dict[str, Any] = {
+            "pixel_values": self.preprocess.image(image),
+            "mask": self.preprocess.mask(mask),
+            "prompt": text,
+            "image_id": self.records[i]["mask_name"],
+            "img_path": str(img_path),
+            "mask_path": str(mask_path),
+            "height": h,
+            "width": w,
+            "dataset": self.name,
+        }
+        if self.preprocess.tokenizer is not None:
+            ids, att = self.preprocess.text([text])
+            sample["input_ids"], sample["attention_mask"] = ids[0].long(), att[0].long()
+        return sample
+
+
+class PooledDataset(ConcatDataset):
+    """Several datasets concatenated; each sample keeps its own ``dataset`` name."""
+
+    def __init__(self, datasets: Sequence[ImageTextMaskDataset]) -> None:
+        super().__init__(datasets)
+        self.sources = [d.name for d in datasets]
+
+    def set_epoch(self, epoch: int) -> None:
+        for d in self.datasets:
+            d.set_epoch(epoch)
+
+    def prompt_text(self, i: int) -> str:
+        """Prompt of pooled item i at the current epoch."""
+        i = range(len(self))[i]
+        k = bisect_right(self.cumulative_sizes, i)
+        start = self.cumulative_sizes[k - 1] if k else 0
+        return self.datasets[k].prompt_text(i - start)
+
+
+def load_dataset(
+    root: str | Path,
+    names: str | Sequence[str],
+    split: str,
+    preprocess: Preprocess,
+    prompt: str = "p0",
+    seed: int = 42,
+) -> ImageTextMaskDataset | PooledDataset:
+    """One dataset (``names`` a str or a 1-list) or a PooledDataset of several."""
+    root = Path(root)
+    names = [names] if isinstance(names, str) else list(names)
+    if not names:
+        raise DataError("load_dataset needs at least one dataset name")
+    for name in names:
+        if not (root / name).is_dir():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise DataError(
+                f"dataset folder {root / name} not found; folders under {root}: "
+                f"{', '.join(present) or 'none'}. Generate the synthetic ones with "
+                "`vlsm data synth`, or set the VLSM_DATA environment variable to the data root"
+            )
+    sets = [ImageTextMaskDataset(root, n, split, preprocess, prompt, seed) for n in names]
+    return sets[0] if len(sets) == 1 else PooledDataset(sets)
