@@ -1,0 +1,59 @@
+"""Model registry: ``create_model(name, size, weights, train)`` and ``list_models()``.
+
+Every model follows one contract (see ``base.SegModel``)::
+
+    logits = model(pixel_values, input_ids, attention_mask)   # (B, 1, H, W) at input size
+
+and carries its preprocessing facts (``model.preprocess``: input size, mean/std, tokenizer,
+context length) and its threshold (``model.threshold``).
+
+- ``size="paper"`` builds the paper's architecture; ``weights="pretrained"`` loads the public
+  weights (hub cache), a path loads local ones, ``None`` keeps random initialisation (offline).
+- ``size="tiny"`` builds the same code path with small dimensions and random weights, offline.
+- ``train`` names a policy (``model.train_policies``); None takes the reference's behaviour.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from vlsm_lib.models.base import SegModel, WeightsUnavailable
+
+# name -> (module, builder, fixed keyword arguments). Modules load on demand so that importing
+# the registry does not import every backend.
+MODELS: dict[str, tuple[str, str, dict]] = {
+    "clipseg": ("vlsm_lib.models.clipseg", "build", {}),
+    "biomedclipseg": ("vlsm_lib.models.biomedclipseg", "build", {"pretrained_decoder": False}),
+    "biomedclipseg_d": ("vlsm_lib.models.biomedclipseg", "build", {"pretrained_decoder": True}),
+    "cris": ("vlsm_lib.models.cris", "build", {}),
+    "unet": ("vlsm_lib.models.cnn", "build", {"arch": "unet"}),
+    "unetpp": ("vlsm_lib.models.cnn", "build", {"arch": "unetpp"}),
+    "deeplabv3plus": ("vlsm_lib.models.cnn", "build", {"arch": "deeplabv3plus"}),
+}
+SIZES = ("paper", "tiny")
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
+
+
+def create_model(
+    name: str,
+    size: str = "paper",
+    weights: str | None = None,
+    train: str | None = None,
+    **options,
+) -> SegModel:
+    """Build a registered model; see the module docstring for the arguments."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
+    module, builder, fixed = MODELS[name]
+    build = getattr(import_module(module), builder)
+    model = build(size=size, weights=weights, **fixed, **options)
+    model.name = name
+    return model.set_train_policy(train or model.default_policy)
+
+
+__all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]

@@ -1,0 +1,92 @@
+"""What every model shares: the forward contract, train policies, preprocessing facts, errors."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vlsm_lib.data.transforms import Preprocess
+
+
+class WeightsUnavailable(RuntimeError):
+    """Paper weights could not be loaded (offline, not cached, or a bad local path)."""
+
+
+def weights_error(what: str, source: str, err: Exception) -> WeightsUnavailable:
+    """An error that says how to make ``source`` available without the network."""
+    return WeightsUnavailable(
+        f"could not load {what} from {source!r} ({type(err).__name__}: {str(err)[:300]}). "
+        "This machine is offline or the files are not cached. On a machine with internet, "
+        f"pre-download them (`huggingface-cli download {source}` for a hub id; the files land in "
+        "the Hugging Face cache, $HF_HOME) and copy that cache here, or pass weights= a local "
+        "folder or file. Use weights=None for random initialisation."
+    )
+
+
+class SegModel(nn.Module):
+    """Base of every model: ``model(pixel_values, input_ids, attention_mask) -> logits``.
+
+    Inputs: pixel_values (B, 3, H, W) normalised with ``preprocess``; input_ids and
+    attention_mask (B, L) from ``preprocess.tokenizer`` (ignored by image-only models).
+    Output: logits (B, 1, H, W) at the input resolution.
+
+    Subclasses set ``train_policies``: policy name -> parameter-name prefixes that train under
+    it ("" = everything). ``set_train_policy`` makes exactly those parameters require grad, and
+    subclasses run frozen towers without building a graph.
+    """
+
+    name: str = ""
+    train_policies: dict[str, tuple[str, ...]] = {}
+    default_policy: str = "all"  # what the reference effectively trained
+
+    def __init__(self, preprocess: Preprocess, threshold: float = 0.5, size: str = "tiny"):
+        super().__init__()
+        self.preprocess = preprocess
+        self.threshold = threshold
+        self.size = size
+        self.policy = ""
+
+    def set_train_policy(self, policy: str) -> SegModel:
+        if policy not in self.train_policies:
+            raise ValueError(
+                f"unknown train policy {policy!r} for {self.name}; valid: "
+                f"{', '.join(self.train_policies)}"
+            )
+        prefixes = self.train_policies[policy]
+        for n, p in self.named_parameters():
+            p.requires_grad_(any(n.startswith(x) for x in prefixes))
+        self.policy = policy
+        return self
+
+    def trainable_parameter_names(self) -> set[str]:
+        return {n for n, p in self.named_parameters() if p.requires_grad}
+
+    def frozen(self, prefix: str) -> bool:
+        """True when no parameter under ``prefix`` trains (its forward can skip autograd)."""
+        return not any(p.requires_grad for n, p in self.named_parameters() if n.startswith(prefix))
+
+    def describe(self) -> dict:
+        """Facts for run records and the README's model table."""
+        total = sum(p.numel() for p in self.parameters())
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        tok = self.preprocess.tokenizer
+        return {
+            "name": self.name,
+            "size": self.size,
+            "train": self.policy,
+            "params": total,
+            "trainable_params": trainable,
+            "image_size": list(self.preprocess.image_size),
+            "mean": list(self.preprocess.mean),
+            "std": list(self.preprocess.std),
+            "threshold": self.threshold,
+            "tokenizer": type(tok).__name__ if tok else None,
+            "context_length": self.preprocess.context_length if tok else None,
+        }
+
+    @staticmethod
+    def to_input_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(B, 1, h, w) -> (B, 1, H, W) bilinear, only when the sizes differ."""
+        if tuple(logits.shape[-2:]) == tuple(size):
+            return logits
+        return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,167 @@
+"""CLIPSeg (HF ``CLIPSegForImageSegmentation``) with a forward that trains what it says.
+
+HF's forward runs the CLIP vision tower and the text tower under ``torch.no_grad()``, so the
+reference's "unfrozen" CLIPSeg trained only its decoder (about 1.13 M parameters). Here the same
+three steps run with autograd wherever a parameter is trainable:
+
+- ``train="decoder"`` (the default, faithful to the paper): FiLM, projections, decoder layers and
+  the transposed-convolution head train; both CLIP towers run without a graph.
+- ``train="all"``: every parameter that takes part in the forward trains, the CLIP vision blocks
+  up to the deepest extracted layer and the text tower included. Blocks deeper than the last
+  extracted layer, the pooled-output layer norm, the visual projection and the logit scale never
+  influence the mask; they are not run and stay frozen.
+
+Logits equal HF's forward on the same inputs (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+
+from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from vlsm_lib.models.base import SegModel, weights_error
+from vlsm_lib.models.tokenizers import ClipBPETokenizer
+
+HUB_ID = "CIDAS/clipseg-rd64-refined"
+PAPER_SIZE = 352
+
+
+def paper_config() -> CLIPSegConfig:
+    """rd64-refined: CLIP ViT-B/16 (768 wide, 12 blocks), 512-d text, reduce 64, layers 3/6/9."""
+    return CLIPSegConfig(
+        text_config={
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_attention_heads": 8,
+            "num_hidden_layers": 12,
+            "max_position_embeddings": 77,
+            "vocab_size": 49408,
+        },
+        vision_config={
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_attention_heads": 12,
+            "num_hidden_layers": 12,
+            "patch_size": 16,
+            "image_size": 224,
+        },
+        projection_dim=512,
+        extract_layers=[3, 6, 9],
+        reduce_dim=64,
+        conditional_layer=0,
+        decoder_num_attention_heads=4,
+        decoder_intermediate_size=2048,
+        use_complex_transposed_convolution=True,
+    )
+
+
+def tiny_config() -> CLIPSegConfig:
+    """The same structure at toy width: 5 vision blocks (layers 1/2/3 extracted), 2 text blocks."""
+    return CLIPSegConfig(
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 77,
+            "vocab_size": 49408,
+        },
+        vision_config={
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_attention_heads": 4,
+            "num_hidden_layers": 5,
+            "patch_size": 16,
+            "image_size": 128,
+        },
+        projection_dim=32,
+        extract_layers=[1, 2, 3],
+        reduce_dim=16,
+        conditional_layer=0,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=32,
+        use_complex_transposed_convolution=True,
+    )
+
+
+class CLIPSeg(SegModel):
+    """CLIPSeg over an HF ``CLIPSegForImageSegmentation`` held as ``self.net``."""
+
+    default_policy = "decoder"
+
+    def __init__(self, net: CLIPSegForImageSegmentation, image_size: int, size: str):
+        pre = Preprocess(
+            (image_size, image_size),
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            ClipBPETokenizer(),
+            net.config.text_config.max_position_embeddings,
+        )
+        super().__init__(pre, threshold=0.5, size=size)
+        self.net = net
+        self.extract_layers = list(net.config.extract_layers)
+        deepest = max(self.extract_layers)
+        vision = "net.clip.vision_model."
+        self.train_policies = {
+            "decoder": ("net.decoder.",),
+            "all": (
+                f"{vision}embeddings.",
+                f"{vision}pre_layrnorm.",
+                *(f"{vision}encoder.layers.{i}." for i in range(deepest + 1)),
+                "net.clip.text_model.",
+                "net.clip.text_projection.",
+                "net.decoder.",
+            ),
+        }
+
+    def vision_activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) -> outputs of the extracted ViT blocks, each (B, 1 + N, D)."""
+        vm = self.net.clip.vision_model
+        hidden = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=True))
+        outputs = []
+        for layer in vm.encoder.layers[: max(self.extract_layers) + 1]:
+            hidden = layer(hidden, attention_mask=None)
+            outputs.append(hidden)
+        return [outputs[i] for i in self.extract_layers]
+
+    def text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        """(B, L) tokens -> (B, projection_dim) conditional embedding (FiLM input)."""
+        return self.net.clip.get_text_features(
+            input_ids, attention_mask=attention_mask
+        ).pooler_output
+
+    def decode(
+        self, activations: list[torch.Tensor], conditional: torch.Tensor, size
+    ) -> torch.Tensor:
+        """Decoder + head: activations and (B, P) embedding -> (B, 1, H, W) logits."""
+        logits = self.net.decoder(activations, conditional).logits
+        return self.to_input_size(logits.view(conditional.shape[0], 1, *logits.shape[-2:]), size)
+
+    def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:
+        grad = torch.is_grad_enabled()
+        # step 1: the CLIP vision tower, with a graph only if some of it trains
+        with torch.set_grad_enabled(grad and not self.frozen("net.clip.vision_model.")):
+            activations = self.vision_activations(pixel_values)
+        # step 2: the text tower gives the conditional embedding
+        with torch.set_grad_enabled(grad and not self.frozen("net.clip.text")):
+            conditional = self.text_embedding(input_ids, attention_mask)
+        # step 3: FiLM-conditioned decoder and transposed-convolution head
+        return self.decode(activations, conditional, pixel_values.shape[-2:])
+
+
+def build(size: str = "paper", weights: str | None = None, **_) -> CLIPSeg:
+    """CLIPSeg at paper size (352 px; ``weights="pretrained"`` = rd64-refined) or tiny (128 px)."""
+    if size == "tiny":
+        if weights not in (None,):
+            raise ValueError("tiny CLIPSeg has no public weights; use weights=None")
+        return CLIPSeg(CLIPSegForImageSegmentation(tiny_config()).eval(), 128, size)
+    if weights is None:
+        net = CLIPSegForImageSegmentation(paper_config())
+    else:
+        source = HUB_ID if weights == "pretrained" else str(weights)
+        try:
+            net = CLIPSegForImageSegmentation.from_pretrained(source)
+        except Exception as err:  # offline, not cached, or a bad folder
+            raise weights_error("CLIPSeg rd64-refined weights", source, err) from err
+    return CLIPSeg(net.eval(), PAPER_SIZE, size)
