@@ -53,7 +53,16 @@ def create_model(
     build = getattr(import_module(module), builder)
     model = build(size=size, weights=weights, **fixed, **options)
     model.name = name
-    return model.set_train_policy(train or model.default_policy)
+    model.set_train_policy(train or model.default_policy)
+    # How to rebuild it: checkpoints store only what trained and rebuild the rest from these.
+    model.build_args = {
+        "name": name,
+        "size": size,
+        "weights": weights,
+        "train": model.policy,
+        "options": options,
+    }
+    return model
 
 
 __all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]

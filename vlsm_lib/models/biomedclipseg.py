@@ -29,7 +29,7 @@ from transformers.models.clipseg.modeling_clipseg import CLIPSegDecoder
 
 from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models import clipseg
-from vlsm_lib.models.base import SegModel, weights_error
+from vlsm_lib.models.base import SegModel, stable_head_init, weights_error
 from vlsm_lib.models.tokenizers import pretrained_wordpiece, tiny_wordpiece
 
 HUB_ID = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
@@ -113,6 +113,7 @@ class BiomedCLIPSeg(SegModel):
     """BiomedCLIP encoders (``self.towers``) + CLIPSeg decoder (``self.decoder``)."""
 
     default_policy = "decoder"
+    encoder_prefixes = ("towers.",)
 
     def __init__(self, towers, decoder, tokenizer, image_size, extract_blocks, size):
         pre = Preprocess((image_size, image_size), CLIP_MEAN, CLIP_STD, tokenizer, CONTEXT)
@@ -139,7 +140,7 @@ class BiomedCLIPSeg(SegModel):
             ),
         }
 
-    def vision_activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted blocks, each (B, 1 + N, D)."""
         trunk = self.towers.visual.trunk
         x = trunk.norm_pre(trunk.patch_drop(trunk._pos_embed(trunk.patch_embed(pixel_values))))
@@ -149,7 +150,7 @@ class BiomedCLIPSeg(SegModel):
             outputs.append(x)
         return [outputs[i] for i in self.extract_blocks]
 
-    def text_embedding(self, input_ids, attention_mask) -> torch.Tensor:
+    def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
         """(B, L) WordPiece tokens -> (B, P) conditional embedding (CLS, MLP projection)."""
         text = self.towers.text
         if attention_mask is None:
@@ -161,15 +162,19 @@ class BiomedCLIPSeg(SegModel):
         grad = torch.is_grad_enabled()
         # step 1: ViT block activations, with a graph only if the vision tower trains
         with torch.set_grad_enabled(grad and not self.frozen("towers.visual.")):
-            activations = self.vision_activations(pixel_values)
+            activations = self.encode_image(pixel_values)
         # step 2: the BERT sentence embedding conditions the decoder (FiLM)
         with torch.set_grad_enabled(grad and not self.frozen("towers.text.")):
-            conditional = self.text_embedding(input_ids, attention_mask)
+            conditional = self.encode_text(input_ids, attention_mask)
         # step 3: CLIPSeg decoder; 14 x 14 tokens at 224 px come back x16 to the input size
+        return self.decode(activations, conditional, tuple(pixel_values.shape[-2:]))
+
+    def decode(self, activations: list[torch.Tensor], conditional: torch.Tensor, size):
+        """Decoder + head: activations and (B, P) embedding -> (B, 1, H, W) logits."""
         logits = self.decoder(activations, conditional).logits
         side = int(math.isqrt(logits[0].numel()))
-        logits = logits.view(pixel_values.shape[0], 1, side, side)
-        return self.to_input_size(logits, tuple(pixel_values.shape[-2:]))
+        logits = logits.view(conditional.shape[0], 1, side, side)
+        return self.to_input_size(logits, tuple(size))
 
 
 def _pretrained_towers() -> nn.Module:
@@ -191,7 +196,14 @@ def _pretrained_decoder(decoder: CLIPSegDecoder, source: str) -> None:
     decoder.load_state_dict(state)
 
 
-def build(size="paper", weights=None, pretrained_decoder=False, extract_blocks=None, **_):
+def build(
+    size="paper",
+    weights=None,
+    pretrained_decoder=False,
+    extract_blocks=None,
+    head_init="stable",
+    **_,
+):
     """BiomedCLIPSeg(-D). Paper: 224 px, BiomedCLIP; tiny: 128 px, random, offline.
 
     Args:
@@ -199,6 +211,8 @@ def build(size="paper", weights=None, pretrained_decoder=False, extract_blocks=N
             ``pretrained_decoder`` also CLIPSeg rd64-refined's decoder, i.e. BiomedCLIPSeg-D).
         extract_blocks: ViT blocks read by the decoder; default (3, 6, 9) at paper size,
             (1, 2, 3) at tiny size; the reference's off-by-one is (4, 7, 10) / (2, 3, 4).
+        head_init: for a random decoder, "stable" (``base.stable_head_init``, default) or "hf"
+            (HF's default initialisation, as the reference; it stalls training from scratch).
     """
     tiny = size == "tiny"
     if tiny and weights is not None:
@@ -222,6 +236,8 @@ def build(size="paper", weights=None, pretrained_decoder=False, extract_blocks=N
     decoder = CLIPSegDecoder(decoder_config(width, towers.text.output_dim, tiny))
     if pretrained_decoder and weights == "pretrained":
         _pretrained_decoder(decoder, clipseg.HUB_ID)
+    elif head_init == "stable":
+        stable_head_init(decoder.transposed_convolution)
     blocks = extract_blocks or ((1, 2, 3) if tiny else (3, 6, 9))
     model = BiomedCLIPSeg(towers, decoder, tokenizer, 128 if tiny else 224, blocks, size)
     return model.eval()

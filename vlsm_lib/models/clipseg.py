@@ -20,7 +20,7 @@ import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from vlsm_lib.models.base import SegModel, weights_error
+from vlsm_lib.models.base import SegModel, stable_head_init, weights_error
 from vlsm_lib.models.tokenizers import ClipBPETokenizer
 
 HUB_ID = "CIDAS/clipseg-rd64-refined"
@@ -89,6 +89,7 @@ class CLIPSeg(SegModel):
     """CLIPSeg over an HF ``CLIPSegForImageSegmentation`` held as ``self.net``."""
 
     default_policy = "decoder"
+    encoder_prefixes = ("net.clip.",)
 
     def __init__(self, net: CLIPSegForImageSegmentation, image_size: int, size: str):
         pre = Preprocess(
@@ -115,7 +116,7 @@ class CLIPSeg(SegModel):
             ),
         }
 
-    def vision_activations(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+    def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted ViT blocks, each (B, 1 + N, D)."""
         vm = self.net.clip.vision_model
         hidden = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=True))
@@ -125,7 +126,7 @@ class CLIPSeg(SegModel):
             outputs.append(hidden)
         return [outputs[i] for i in self.extract_layers]
 
-    def text_embedding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         """(B, L) tokens -> (B, projection_dim) conditional embedding (FiLM input)."""
         return self.net.clip.get_text_features(
             input_ids, attention_mask=attention_mask
@@ -142,26 +143,33 @@ class CLIPSeg(SegModel):
         grad = torch.is_grad_enabled()
         # step 1: the CLIP vision tower, with a graph only if some of it trains
         with torch.set_grad_enabled(grad and not self.frozen("net.clip.vision_model.")):
-            activations = self.vision_activations(pixel_values)
+            activations = self.encode_image(pixel_values)
         # step 2: the text tower gives the conditional embedding
         with torch.set_grad_enabled(grad and not self.frozen("net.clip.text")):
-            conditional = self.text_embedding(input_ids, attention_mask)
+            conditional = self.encode_text(input_ids, attention_mask)
         # step 3: FiLM-conditioned decoder and transposed-convolution head
         return self.decode(activations, conditional, pixel_values.shape[-2:])
 
 
-def build(size: str = "paper", weights: str | None = None, **_) -> CLIPSeg:
-    """CLIPSeg at paper size (352 px; ``weights="pretrained"`` = rd64-refined) or tiny (128 px)."""
-    if size == "tiny":
-        if weights not in (None,):
+def build(size: str = "paper", weights: str | None = None, head_init: str = "stable", **_):
+    """CLIPSeg at paper size (352 px; ``weights="pretrained"`` = rd64-refined) or tiny (128 px).
+
+    Args:
+        head_init: for random weights only, "stable" (``stable_head_init``) or "hf" (HF's
+            default initialisation, whose huge initial logits stall training from scratch).
+    """
+    if head_init not in ("stable", "hf"):
+        raise ValueError(f"head_init must be 'stable' or 'hf', got {head_init!r}")
+    if size == "tiny" or weights is None:
+        if size == "tiny" and weights is not None:
             raise ValueError("tiny CLIPSeg has no public weights; use weights=None")
-        return CLIPSeg(CLIPSegForImageSegmentation(tiny_config()).eval(), 128, size)
-    if weights is None:
-        net = CLIPSegForImageSegmentation(paper_config())
-    else:
-        source = HUB_ID if weights == "pretrained" else str(weights)
-        try:
-            net = CLIPSegForImageSegmentation.from_pretrained(source)
-        except Exception as err:  # offline, not cached, or a bad folder
-            raise weights_error("CLIPSeg rd64-refined weights", source, err) from err
+        net = CLIPSegForImageSegmentation(tiny_config() if size == "tiny" else paper_config())
+        if head_init == "stable":
+            stable_head_init(net.decoder.transposed_convolution)
+        return CLIPSeg(net.eval(), 128 if size == "tiny" else PAPER_SIZE, size)
+    source = HUB_ID if weights == "pretrained" else str(weights)
+    try:
+        net = CLIPSegForImageSegmentation.from_pretrained(source)
+    except Exception as err:  # offline, not cached, or a bad folder
+        raise weights_error("CLIPSeg rd64-refined weights", source, err) from err
     return CLIPSeg(net.eval(), PAPER_SIZE, size)

@@ -20,17 +20,32 @@ from vlsm_lib.models.base import SegModel, WeightsUnavailable, weights_error
 
 ARCHS = {"unet": smp.Unet, "unetpp": smp.UnetPlusPlus, "deeplabv3plus": smp.DeepLabV3Plus}
 # arch -> size -> smp keyword arguments (besides encoder_weights and classes=1).
-_UNET_PAPER = {"encoder_name": "resnet50", "encoder_depth": 5,
-               "decoder_channels": (256, 128, 64, 32, 16)}
+_UNET_PAPER = {
+    "encoder_name": "resnet50",
+    "encoder_depth": 5,
+    "decoder_channels": (256, 128, 64, 32, 16),
+}
 _UNET_TINY = {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": (32, 16, 8)}
 CONFIGS = {
     "unet": {"paper": _UNET_PAPER, "tiny": _UNET_TINY},
     "unetpp": {"paper": _UNET_PAPER, "tiny": _UNET_TINY},
     "deeplabv3plus": {
-        "paper": {"encoder_name": "resnet50", "encoder_depth": 5, "encoder_output_stride": 16,
-                  "decoder_channels": 256, "decoder_atrous_rates": (12, 24, 36), "upsampling": 4},
-        "tiny": {"encoder_name": "resnet18", "encoder_depth": 3, "encoder_output_stride": 8,
-                 "decoder_channels": 32, "decoder_atrous_rates": (1, 2, 3), "upsampling": 4},
+        "paper": {
+            "encoder_name": "resnet50",
+            "encoder_depth": 5,
+            "encoder_output_stride": 16,
+            "decoder_channels": 256,
+            "decoder_atrous_rates": (12, 24, 36),
+            "upsampling": 4,
+        },
+        "tiny": {
+            "encoder_name": "resnet18",
+            "encoder_depth": 3,
+            "encoder_output_stride": 8,
+            "decoder_channels": 32,
+            "decoder_atrous_rates": (1, 2, 3),
+            "upsampling": 4,
+        },
     },
 }
 IMAGE_SIZE = {"paper": (256, 256), "tiny": (64, 64)}
@@ -100,12 +115,16 @@ def _load_state_dict(net: smp.base.SegmentationModel, path: str, what: str) -> N
     except Exception as err:
         raise weights_error(what, str(path), err) from err
     if state and all(k.startswith("net.") for k in state):
-        state = {k[len("net."):]: v for k, v in state.items()}
+        state = {k[len("net.") :]: v for k, v in state.items()}
     want = net.state_dict()
     missing, unexpected = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
-    shapes = [f"{k}: {tuple(state[k].shape)} in file, {tuple(want[k].shape)} in model"
-              for k in sorted(want.keys() & state.keys()) if want[k].shape != state[k].shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} in file, {tuple(want[k].shape)} in model"
+        for k in sorted(want.keys() & state.keys())
+        if want[k].shape != state[k].shape
+    ]
     if missing or unexpected or shapes:
+
         def show(keys):
             return ", ".join(keys[:10]) + (f" (+{len(keys) - 10} more)" if len(keys) > 10 else "")
 
@@ -131,8 +150,9 @@ def build(size: str = "paper", weights: str | None = None, arch: str = "unet", *
     if weights == "pretrained" and size == "tiny":
         raise ValueError("size='tiny' has no pretrained weights; use weights=None")
     try:
-        net = ARCHS[arch](**cfg, classes=1,
-                          encoder_weights="imagenet" if weights == "pretrained" else None)
+        net = ARCHS[arch](
+            **cfg, classes=1, encoder_weights="imagenet" if weights == "pretrained" else None
+        )
     except Exception as err:
         if weights != "pretrained":
             raise

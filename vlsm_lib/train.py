@@ -1,0 +1,257 @@
+"""``fit``: a plain PyTorch training loop with the reference's recipe (spec §4).
+
+AdamW, ReduceLROnPlateau on validation loss, early stopping on validation Dice (not before
+``min_epochs``), gradient clipping, fp16 autocast on CUDA, a tqdm bar per epoch. The best
+validation-Dice weights are written to ``run_dir`` (``checkpoint.safetensors`` + ``model.json``)
+and, after every epoch, ``train_state.pt`` holds what an interrupted run needs to resume exactly
+where it stopped: trained weights, optimiser, scheduler, scaler, RNG state, counters, history.
+Data order is a function of (seed, epoch), so a resumed run sees the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from vlsm_lib.checkpoint import load_state, save_checkpoint, trained_state
+from vlsm_lib.config import TrainConfig
+from vlsm_lib.features import FeatureCache
+from vlsm_lib.losses import make_loss
+from vlsm_lib.metrics import confusion, dice_from_counts
+from vlsm_lib.models import SegModel
+
+STATE = "train_state.pt"
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite; the best checkpoint so far is kept."""
+
+
+@dataclass
+class FitResult:
+    best_epoch: int = -1
+    best_val_dice: float = -math.inf
+    epochs_run: int = 0
+    stopped: str = ""  # "early_stopping" | "max_epochs"
+    history: list[dict] = field(default_factory=list)
+    cache: str = "off"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }
+
+
+def model_forward(model: SegModel, batch: dict) -> torch.Tensor:
+    """(B, 1, H, W) logits of a collated batch."""
+    return model(batch["pixel_values"], batch.get("input_ids"), batch.get("attention_mask"))
+
+
+def loader(dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
+    """Batches whose order depends only on (seed, epoch): resuming replays the same order."""
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+    )
+
+
+@torch.no_grad()
+def validate(model, dataset, cfg, loss_fn, forward=None, device=None) -> tuple[float, float]:
+    """(mean loss, mean per-image Dice at network resolution) over ``dataset``."""
+    model.eval()
+    forward = forward or (lambda b: model_forward(model, b))
+    device = device or next(model.parameters()).device
+    total_loss, dices = 0.0, []
+    for batch in loader(dataset, cfg, shuffle=False):
+        batch = to_device(batch, device)
+        with _autocast(device, cfg):
+            logits = forward(batch)
+        total_loss += float(loss_fn(logits.float(), batch["mask"])) * len(logits)
+        pred = (torch.sigmoid(logits.float()) > model.threshold)[:, 0].cpu().numpy()
+        tp, fp, fn, _ = confusion(pred, batch["mask"][:, 0].cpu().numpy() > 0.5)
+        dices.extend(np.atleast_1d(dice_from_counts(tp, fp, fn)).tolist())
+    return total_loss / len(dataset), float(np.mean(dices))
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    return torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda" and cfg.amp)
+
+
+def _make_cache(model, train_set, val_set, cfg, run_dir) -> FeatureCache | None:
+    """A feature cache when the encoders are frozen and inputs never change (no augmentation)."""
+    if cfg.feature_cache == "off" or cfg.augment or not model.cacheable():
+        return None
+    return FeatureCache(
+        model,
+        len(train_set) + len(val_set),
+        mode=cfg.feature_cache,
+        folder=Path(run_dir) / "feature_cache",
+        max_bytes=cfg.cache_max_gb * 1e9,
+    )
+
+
+def fit(
+    model: SegModel,
+    train_set,
+    val_set,
+    cfg: TrainConfig,
+    run_dir: str | Path,
+    resume: bool = True,
+    on_epoch_end: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``train_set``; keep the best validation-Dice checkpoint in ``run_dir``."""
+    if len(val_set) == 0:
+        raise ValueError("empty validation set: early stopping and the best checkpoint need one")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
+    seed_everything(cfg.seed)
+    device = pick_device()
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, threshold=1e-4
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
+    loss_fn = make_loss(cfg.loss)
+    cache = _make_cache(model, train_set, val_set, cfg, run_dir)
+    forward = cache.forward if cache else (lambda b: model_forward(model, b))
+    result, bad_epochs = FitResult(cache=cache.mode if cache else "off"), 0
+    if resume and (run_dir / STATE).is_file():
+        bad_epochs = _load_state(run_dir / STATE, model, opt, sched, scaler, result)
+    augment = _augmenter(model, cfg)
+    for epoch in range(result.epochs_run, cfg.max_epochs):
+        t0 = time.perf_counter()
+        if hasattr(train_set, "set_epoch"):
+            train_set.set_epoch(epoch)
+        train_loss = _train_epoch(
+            model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
+        )
+        val_loss, val_dice = validate(model, val_set, cfg, loss_fn, forward, device)
+        sched.step(val_loss)
+        improved = val_dice > result.best_val_dice + cfg.min_delta
+        if improved:
+            result.best_val_dice, result.best_epoch, bad_epochs = val_dice, epoch, 0
+            save_checkpoint(model, run_dir, {"epoch": epoch, "val_dice": val_dice})
+        else:
+            bad_epochs += 1
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": val_loss,
+            "val_dice": val_dice,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+            "improved": improved,
+        }
+        result.history.append(row)
+        result.epochs_run = epoch + 1
+        _save_state(run_dir / STATE, model, opt, sched, scaler, result, bad_epochs)
+        if on_epoch_end:
+            on_epoch_end(row)
+        if result.epochs_run >= cfg.min_epochs and bad_epochs >= cfg.patience:
+            result.stopped = "early_stopping"
+            return result
+    result.stopped = "max_epochs"
+    return result
+
+
+def _train_epoch(
+    model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
+) -> float:
+    model.train()
+    total, seen = 0.0, 0
+    batches = loader(train_set, cfg, shuffle=True, epoch=epoch)
+    steps = min(len(batches), cfg.max_steps_per_epoch or len(batches))
+    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress)
+    for step, batch in enumerate(bar):
+        if step >= steps:
+            break
+        batch = to_device(batch, device)
+        if augment:
+            batch = augment(batch, epoch, step)
+        with _autocast(device, cfg):
+            logits = forward(batch)
+        loss = loss_fn(logits.float(), batch["mask"])
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(
+                f"loss is {float(loss)} at epoch {epoch}, step {step}; the best checkpoint so far "
+                "is kept. Lower the learning rate or check the inputs (masks in {0, 1})."
+            )
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        total += loss.item() * len(logits)
+        seen += len(logits)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1)
+
+
+def _augmenter(model, cfg):
+    if not cfg.augment:
+        return None
+    from vlsm_lib.augment import Augmenter
+
+    return Augmenter(model.preprocess, seed=cfg.seed)
+
+
+def _save_state(path: Path, model, opt, sched, scaler, result: FitResult, bad_epochs: int):
+    state = {
+        "model": trained_state(model),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "scaler": scaler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "bad_epochs": bad_epochs,
+        "result": {k: v for k, v in vars(result).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write never leaves a half state
+
+
+def _load_state(path: Path, model, opt, sched, scaler, result: FitResult) -> int:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    load_state(model, state["model"], str(path))
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    for key, value in state["result"].items():
+        if key != "cache":  # the cache is rebuilt by this process, in its own mode
+            setattr(result, key, value)
+    return int(state["bad_epochs"])
