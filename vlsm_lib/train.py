@@ -202,7 +202,7 @@ def _train_epoch(
         loss = loss_fn(logits.float(), batch["mask"])
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
-                f"loss is {float(loss)} at epoch {epoch}, step {step}; the best checkpoint so far "
+                f"loss is {loss.item()} at epoch {epoch}, step {step}; the best checkpoint so far "
                 "is kept. Lower the learning rate or check the inputs (masks in {0, 1})."
             )
         opt.zero_grad(set_to_none=True)

@@ -9,6 +9,8 @@ context length) and its threshold (``model.threshold``).
 
 - ``size="paper"`` builds the paper's architecture; ``weights="pretrained"`` loads the public
   weights (hub cache), a path loads local ones, ``None`` keeps random initialisation (offline).
+- ``weights`` may also be a checkpoint of this library (a run folder with ``model.json``, or a
+  ``.safetensors`` file), at either size: e.g. tiny models pretrained on MedShapes' synth_shapes.
 - ``size="tiny"`` builds the same code path with small dimensions and random weights, offline.
 - ``train`` names a policy (``model.train_policies``); None takes the reference's behaviour.
 """
@@ -16,6 +18,7 @@ context length) and its threshold (``model.threshold``).
 from __future__ import annotations
 
 from importlib import import_module
+from pathlib import Path
 
 from vlsm_lib.models.base import SegModel, WeightsUnavailable
 
@@ -51,8 +54,11 @@ def create_model(
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
     module, builder, fixed = MODELS[name]
     build = getattr(import_module(module), builder)
-    model = build(size=size, weights=weights, **fixed, **options)
+    own = _own_checkpoint(weights)
+    model = build(size=size, weights=None if own else weights, **fixed, **options)
     model.name = name
+    if own:
+        _load_own(model, own)
     model.set_train_policy(train or model.default_policy)
     # How to rebuild it: checkpoints store only what trained and rebuild the rest from these.
     model.build_args = {
@@ -63,6 +69,38 @@ def create_model(
         "options": options,
     }
     return model
+
+
+def _own_checkpoint(weights) -> Path | None:
+    """A checkpoint written by this library: a folder with model.json, or a .safetensors file."""
+    if weights is None or weights == "pretrained":
+        return None
+    path = Path(weights)
+    if (path / "model.json").is_file() or path.suffix == ".safetensors":
+        return path
+    return None
+
+
+def _load_own(model: SegModel, path: Path) -> None:
+    """Start from a checkpoint of ours, e.g. a tiny model pretrained on synth_shapes."""
+    from safetensors.torch import load_file
+
+    from vlsm_lib.checkpoint import load_checkpoint
+
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise WeightsUnavailable(f"weights file {path} not found")
+        state = load_file(str(path))
+    else:
+        state = load_checkpoint(path).state_dict()
+    own = model.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise WeightsUnavailable(
+            f"weights {path} do not fit {model.name} ({model.size}): missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}; they were saved from another model or size"
+        )
+    model.load_state_dict(state)
 
 
 __all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]

@@ -1,0 +1,222 @@
+"""The engine: fit learns, resumes exactly, fails clearly; cache, checkpoints, evaluate, augment."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from vlsm_lib.augment import Augmenter
+from vlsm_lib.checkpoint import CheckpointMismatch, load_checkpoint, load_state, save_checkpoint
+from vlsm_lib.config import TrainConfig, from_dict
+from vlsm_lib.data.dataset import load_dataset
+from vlsm_lib.data.synthetic import write_dataset
+from vlsm_lib.evaluate import COLUMNS, evaluate
+from vlsm_lib.features import FeatureCache
+from vlsm_lib.losses import make_loss
+from vlsm_lib.models import create_model
+from vlsm_lib.train import NonFiniteLoss, fit, model_forward, validate
+
+
+@pytest.fixture(scope="module")
+def polyps(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    write_dataset(
+        "synth_polyp", root, seed=5, size=128, counts={"train": 96, "val": 16, "test": 16}
+    )
+    return root
+
+
+def _sets(root, model, prompt="p6", splits=("train", "val")):
+    return [load_dataset(root, "synth_polyp", s, model.preprocess, prompt=prompt) for s in splits]
+
+
+def _cfg(**kw):
+    base = {
+        "lr": 1e-3,
+        "batch_size": 16,
+        "max_epochs": 3,
+        "min_epochs": 1,
+        "patience": 50,
+        "progress": False,
+    }
+    return TrainConfig(**{**base, **kw})
+
+
+def _tiny(name="clipseg", train="all", seed=0):
+    torch.manual_seed(seed)
+    return create_model(name, size="tiny", train=train)
+
+
+def test_short_training_raises_dice_far_above_before(polyps, tmp_path):
+    model = _tiny()
+    train, val, test = _sets(polyps, model, splits=("train", "val", "test"))
+    cfg = _cfg(max_epochs=10)
+    _, before = validate(model, test, cfg, make_loss("dice_bce"))
+    result = fit(model, train, val, cfg, tmp_path)
+    _, after = validate(load_checkpoint(tmp_path), test, cfg, make_loss("dice_bce"))
+    assert after > before + 0.3 and result.best_val_dice > 0.25, (before, after)
+    assert len(result.history) == 10 and result.stopped == "max_epochs"
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(polyps, tmp_path):
+    cfg = _cfg(max_epochs=3, max_steps_per_epoch=3)
+    straight = _tiny()
+    fit(straight, *_sets(polyps, straight), cfg, tmp_path / "straight")
+
+    def interrupt(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    first = _tiny()
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, *_sets(polyps, first), cfg, tmp_path / "resumed", on_epoch_end=interrupt)
+    again = _tiny(seed=123)  # a fresh process would rebuild the model with other random weights
+    result = fit(again, *_sets(polyps, again), cfg, tmp_path / "resumed")
+    assert result.epochs_run == 3 and [r["epoch"] for r in result.history] == [0, 1, 2]
+    for (name, a), (_, b) in zip(straight.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_early_stopping_waits_for_min_epochs(polyps, tmp_path):
+    model = _tiny("unet")
+    cfg = _cfg(lr=1e-9, max_epochs=8, min_epochs=4, patience=1, max_steps_per_epoch=1)
+    result = fit(model, *_sets(polyps, model), cfg, tmp_path)
+    assert result.stopped == "early_stopping" and result.epochs_run == 4
+
+
+class NaNAfterFirstEpoch(torch.utils.data.Dataset):
+    def __init__(self, base):
+        self.base, self.epoch = base, 0
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        item = self.base[i]
+        if self.epoch >= 1:
+            item["pixel_values"] = torch.full_like(item["pixel_values"], float("nan"))
+        return item
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(polyps, tmp_path):
+    model = _tiny("unet")
+    train, val = _sets(polyps, model)
+    with pytest.raises(NonFiniteLoss, match="epoch 1"):
+        fit(model, NaNAfterFirstEpoch(train), val, _cfg(max_steps_per_epoch=2), tmp_path)
+    kept = load_checkpoint(tmp_path)
+    assert all(torch.isfinite(p).all() for p in kept.parameters())
+
+
+def test_empty_validation_set_is_an_error(polyps, tmp_path):
+    model = _tiny("unet")
+    train, _ = _sets(polyps, model)
+    with pytest.raises(ValueError, match="empty validation set"):
+        fit(model, train, [], _cfg(), tmp_path)
+
+
+def test_checkpoint_mismatch_names_missing_and_unexpected_keys(tmp_path):
+    model = _tiny("unet")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    gone = next(iter(model.trainable_parameter_names()))
+    del state[gone]
+    state["head.extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatch) as err:
+        load_state(model, state, "ckpt.safetensors")
+    assert gone in str(err.value) and "head.extra.weight" in str(err.value)
+
+
+def test_finetune_of_a_saved_base_stores_only_what_trains(tmp_path):
+    base = _tiny("clipseg", train="all")
+    save_checkpoint(base, tmp_path / "pretrained")  # random weights: stored whole
+    tuned = create_model(
+        "clipseg", size="tiny", weights=str(tmp_path / "pretrained"), train="decoder"
+    )
+    with torch.no_grad():
+        for p in tuned.net.decoder.parameters():
+            p.add_(0.01)
+    save_checkpoint(tuned, tmp_path / "tuned")
+    stored = load_file(str(tmp_path / "tuned" / "checkpoint.safetensors"))
+    assert set(stored) <= {k for k, _ in tuned.named_buffers()} | {
+        n for n, _ in tuned.named_parameters() if n.startswith("net.decoder.")
+    }
+    again = load_checkpoint(tmp_path / "tuned")  # rebuilds the base, then loads the decoder
+    x = torch.randn(1, 3, 128, 128)
+    ids, mask = tuned.preprocess.text(["polyp"])
+    with torch.no_grad():
+        torch.testing.assert_close(tuned.eval()(x, ids, mask), again(x, ids, mask))
+
+
+@pytest.mark.parametrize("mode", ["memory", "disk"])
+def test_feature_cache_equals_uncached_training(polyps, tmp_path, mode):
+    cfg = _cfg(max_epochs=2, max_steps_per_epoch=2)
+    plain, cached = _tiny(train="decoder"), _tiny(train="decoder")
+    fit(
+        plain,
+        *_sets(polyps, plain),
+        TrainConfig(**{**cfg.to_dict(), "feature_cache": "off"}),
+        tmp_path / "plain",
+    )
+    result = fit(
+        cached,
+        *_sets(polyps, cached),
+        TrainConfig(**{**cfg.to_dict(), "feature_cache": mode}),
+        tmp_path / mode,
+    )
+    assert result.cache == mode
+    for (name, a), (_, b) in zip(plain.state_dict().items(), cached.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_feature_cache_forward_matches_model_and_counts_hits(polyps, tmp_path):
+    model = _tiny(train="decoder").eval()
+    (val,) = _sets(polyps, model, splits=("val",))
+    batch = next(iter(torch.utils.data.DataLoader(val, batch_size=4)))
+    cache = FeatureCache(model, len(val), mode="disk", folder=tmp_path)
+    with torch.no_grad():
+        expected = model_forward(model, batch)
+        torch.testing.assert_close(cache.forward(batch), expected)
+        torch.testing.assert_close(cache.forward(batch), expected)
+    assert cache.misses == 4 and cache.hits == 4 and (tmp_path / "level0.npy").is_file()
+
+
+def test_evaluate_rows_at_original_resolution_and_saved_masks(polyps, tmp_path):
+    model = _tiny("unet").eval()
+    (test,) = _sets(polyps, model, splits=("test",))
+    table = evaluate(model, test, batch_size=8, masks_dir=tmp_path, progress=False)
+    assert list(table.columns) == COLUMNS and len(table) == len(test)
+    assert (table.height == 128).all() and table.image_id.is_unique
+    row = table.iloc[0]
+    saved = np.asarray(Image.open(tmp_path / "synth_polyp" / row.image_id))
+    assert saved.shape == (128, 128) and set(np.unique(saved)) <= {0, 255}
+    truth = np.asarray(Image.open(polyps / "synth_polyp" / "masks" / row.image_id)) > 127
+    pred = saved > 127
+    inter = (pred & truth).sum()
+    expected = 1.0 if pred.sum() + truth.sum() == 0 else 2 * inter / (pred.sum() + truth.sum())
+    assert row.dice == pytest.approx(expected)
+    assert row.tp + row.fp + row.fn + row.tn == 128 * 128
+
+
+def test_augmentation_moves_image_and_mask_together():
+    model = _tiny("unet")
+    mask = torch.zeros(4, 1, 64, 64)
+    mask[:, :, 5:20, 30:60] = 1
+    pre = model.preprocess
+    raw = mask.repeat(1, 3, 1, 1)
+    x = (raw - torch.tensor(pre.mean).view(1, 3, 1, 1)) / torch.tensor(pre.std).view(1, 3, 1, 1)
+    out = Augmenter(pre, seed=1, colour=False)({"pixel_values": x, "mask": mask}, 0, 0)
+    back = out["pixel_values"] * torch.tensor(pre.std).view(1, 3, 1, 1) + torch.tensor(
+        pre.mean
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(back[:, :1], out["mask"], atol=1e-5, rtol=0)
+    assert not torch.equal(out["mask"], mask)  # something moved
+
+
+def test_train_config_rejects_unknown_keys_and_values():
+    with pytest.raises(KeyError, match="valid: lr, weight_decay"):
+        from_dict(TrainConfig, {"learning_rate": 1e-3})
+    with pytest.raises(ValueError, match="dice_bce, dice, bce"):
+        TrainConfig(loss="focal")
