@@ -41,9 +41,9 @@ def test_tiny_forward_shape(tiny):
     with torch.no_grad():
         out = tiny(pixels, ids, mask)
         empty = tiny(pixels, ids, torch.zeros_like(mask))  # every position padded: no NaN
-    assert out.shape == (2, 1, 64, 64)
+    assert out.shape == (2, 1, 128, 128)
     assert torch.isfinite(out).all() and torch.isfinite(empty).all()
-    assert tiny.threshold == 0.35 and tiny.preprocess.image_size == (64, 64)
+    assert tiny.threshold == 0.35 and tiny.preprocess.image_size == (128, 128)
     assert ids.shape == (2, 77) and (ids[0, mask[0] == 0] == 49407).all()  # pads are EOT ids
 
 
@@ -76,7 +76,7 @@ def test_train_policy_gradients(policy):
         lambda mod, args, out: seen.update(grad=out.requires_grad)
     )
     pixels, ids, mask = _inputs(model, batch=4, seed=1)
-    target = (torch.rand(4, 1, 64, 64) > 0.5).float()
+    target = (torch.rand(4, 1, 128, 128) > 0.5).float()
     F.binary_cross_entropy_with_logits(model(pixels, ids, mask), target).backward()
     hook.remove()
     nonzero = {
@@ -100,7 +100,7 @@ def test_cacheable_decode_matches_forward(tiny):
     with torch.no_grad():
         text = model.encode_text(ids, mask)
         words, state, pad = model.unpack_text(text)
-        out = model.decode(model.encode_image(pixels), text, (64, 64))
+        out = model.decode(model.encode_image(pixels), text, (128, 128))
         assert torch.equal(out, model(pixels, ids, mask))
     assert words.shape == (2, 77, 32) and state.shape == (2, 64)
     assert torch.equal(pad, mask == 0)
@@ -114,7 +114,7 @@ def test_batch_of_one_trains():
     pixels, ids, mask = _inputs(model, batch=1)
     out = model(pixels, ids, mask)
     out.mean().backward()
-    assert out.shape == (1, 1, 64, 64) and torch.isfinite(out).all()
+    assert out.shape == (1, 1, 128, 128) and torch.isfinite(out).all()
     assert bn.weight.grad is not None and torch.equal(bn.running_mean, before)
 
 

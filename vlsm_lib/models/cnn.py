@@ -48,7 +48,7 @@ CONFIGS = {
         },
     },
 }
-IMAGE_SIZE = {"paper": (256, 256), "tiny": (64, 64)}
+IMAGE_SIZE = {"paper": (256, 256), "tiny": (128, 128)}
 ENCODER = "net.encoder."
 
 

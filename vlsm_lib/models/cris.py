@@ -84,7 +84,7 @@ class CRISConfig:
 
 CONFIGS = {
     "paper": CRISConfig(1024, (3, 4, 6, 3), 64, 224, 512, 8, 12, 3, 8, 2048, 416),
-    "tiny": CRISConfig(64, (1, 1, 1, 1), 8, 128, 32, 2, 1, 2, 2, 64, 64),
+    "tiny": CRISConfig(64, (1, 1, 1, 1), 8, 128, 32, 2, 1, 2, 2, 64, 128),
 }
 
 
@@ -522,7 +522,7 @@ def build(
     mask_padding: bool = True,
     **_,
 ) -> CRIS:
-    """CRIS at ``size`` "paper" (RN50, 416x416) or "tiny" (same classes, small dims, 64x64).
+    """CRIS at ``size`` "paper" (RN50, 416x416) or "tiny" (same classes, small dims, 128x128).
 
     clip_weights: None (random), "openai" (open_clip download of OpenAI's RN50) or a local file
         (TorchScript RN50.pt, state dict, or safetensors).
