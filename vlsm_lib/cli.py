@@ -1,4 +1,4 @@
-"""The ``vlsm`` command line: ``vlsm data synth|sheet ...`` (more verbs arrive with the runner)."""
+"""The ``vlsm`` command line: ``vlsm run | gather | report | data | bench``."""
 
 from __future__ import annotations
 
@@ -36,9 +36,90 @@ def _sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from vlsm_lib.runner import plan, run_local
+
+    files = [
+        f
+        for p in args.params
+        for f in (sorted(Path(p).glob("*.yaml")) if Path(p).is_dir() else [Path(p)])
+    ]
+    planned = plan(files, only=args.only)
+    if args.dry_run:
+        total = 0
+        for study, runs in planned:
+            total += len(runs)
+            print(f"{study.suite}/{study.name}: {len(runs)} runs ({study.notebook.name})")
+            for run in runs[: args.show]:
+                print(f"  {run.run_id}")
+        print(f"total: {total} runs")
+        return 0
+    if args.executor == "dask":
+        from vlsm_lib.dask_runner import run_dask
+
+        statuses = run_dask(planned, args.force, args.scheduler, args.workers)
+    else:
+        statuses = run_local(planned, args.force)
+    counts = {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))}
+    print("runs:", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
+    failed = [r for r, s in statuses.items() if s == "failed"]
+    for rid in failed:
+        print(f"FAILED {rid}")
+    print(f"report: {paths.outputs_root() / 'index.html'}")
+    return 1 if failed else 0
+
+
+def _gather(args: argparse.Namespace) -> int:
+    from vlsm_lib.results import gather
+
+    folder = Path(args.study)
+    if not folder.is_dir():
+        folder = paths.outputs_root() / args.study
+    table = gather(folder)
+    out = Path(args.out) if args.out else folder / "gathered"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(out.with_suffix(".parquet"), index=False)
+    table.to_csv(out.with_suffix(".csv"), index=False)
+    print(
+        f"{len(table)} rows from {table['run_id'].nunique()} runs -> "
+        f"{out.with_suffix('.parquet')}, {out.with_suffix('.csv')}"
+    )
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vlsm_lib.report import write_root_index, write_study_index
+
+    root = Path(args.outputs) if args.outputs else paths.outputs_root()
+    for study_dir in sorted(p.parent.parent for p in root.glob("*/*/*/run.json")):
+        write_study_index(study_dir)
+    print(write_root_index(root))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlsm", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
+
+    run = verbs.add_parser("run", help="execute the runs of params files (papermill)")
+    run.add_argument("params", nargs="+", help="params/<suite>/<study>.yaml files or folders")
+    run.add_argument("--executor", choices=["local", "dask"], default="local")
+    run.add_argument("--scheduler", help="address of a running Dask scheduler")
+    run.add_argument("--workers", type=int, default=1, help="LocalCluster workers (dask)")
+    run.add_argument("--only", help="run ids matching this glob only")
+    run.add_argument("--dry-run", action="store_true", help="list the runs, execute nothing")
+    run.add_argument("--show", type=int, default=3, help="run ids shown per study (dry run)")
+    run.add_argument("--force", action="store_true", help="re-run complete runs too")
+    run.set_defaults(func=_run)
+
+    gather = verbs.add_parser("gather", help="one table (parquet + CSV) of a study's runs")
+    gather.add_argument("study", help="study folder, or <suite>/<study> under outputs/")
+    gather.add_argument("--out", help="output path without suffix (default: <study>/gathered)")
+    gather.set_defaults(func=_gather)
+
+    report = verbs.add_parser("report", help="rewrite the HTML indexes of outputs/")
+    report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
+    report.set_defaults(func=_report)
     data = verbs.add_parser("data", help="datasets: generate MedShapes, draw contact sheets")
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
 

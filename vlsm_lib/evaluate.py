@@ -25,7 +25,7 @@ from vlsm_lib.train import model_forward, to_device
 COLUMNS = [
     "dataset",
     "image_id",
-    "prompt",
+    "prompt_text",
     "dice",
     "iou",
     "hd95",
@@ -91,7 +91,7 @@ def evaluate(
                 {
                     "dataset": batch["dataset"][k],
                     "image_id": batch["image_id"][k],
-                    "prompt": batch["prompt"][k],
+                    "prompt_text": batch["prompt"][k],
                     **scores,
                     "height": h,
                     "width": w,

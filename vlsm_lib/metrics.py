@@ -30,7 +30,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from monai.metrics import compute_hausdorff_distance, compute_surface_dice
 
 
 def _as_bool(mask) -> np.ndarray:
@@ -123,6 +122,8 @@ def hd95(pred, target) -> float:
         return fixed
     # include_background=True keeps our only channel explicitly (MONAI drops channel 0 only when
     # C > 1, so False would also keep it, but silently).
+    from monai.metrics import compute_hausdorff_distance  # MONAI takes seconds to import
+
     with _quiet_monai():
         value = compute_hausdorff_distance(
             _one_hot_like(pred), _one_hot_like(target), include_background=True, percentile=95
@@ -140,6 +141,8 @@ def nsd(pred, target, tolerance: float = 2.0) -> float:
     fixed = _empty_case(pred, target, both=1.0, one=0.0)
     if fixed is not None:
         return fixed
+    from monai.metrics import compute_surface_dice
+
     with _quiet_monai():
         value = compute_surface_dice(
             _one_hot_like(pred),

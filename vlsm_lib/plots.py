@@ -68,3 +68,77 @@ def contact_sheet(
                 ax.set_title(name, loc="left", fontsize=9, fontweight="bold")
     fig.tight_layout(h_pad=0.4, w_pad=0.3)
     return fig
+
+
+def _style():
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    return sns
+
+
+def training_curves(history: list[dict]) -> plt.Figure:
+    """Train / validation loss and validation Dice per epoch (``FitResult.history``)."""
+    _style()
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    left.plot(epochs, [r["train_loss"] for r in history], label="train loss")
+    left.plot(epochs, [r["val_loss"] for r in history], label="validation loss")
+    left.set_xlabel("epoch")
+    left.legend()
+    right.plot(epochs, [r["val_dice"] for r in history], color="C2")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation Dice")
+    right.set_ylim(0, 1)
+    fig.tight_layout()
+    return fig
+
+
+def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
+    """Qualitative grid: image with truth (cyan) and prediction (magenta) outlines, prompt."""
+    import torch
+
+    idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.9), squeeze=False)
+    model.eval()
+    for ax, i in zip(axes[0], idx):
+        item = dataset[int(i)]
+        image = np.asarray(
+            Image.open(item["img_path"]).convert("RGB").resize(item["pixel_values"].shape[-1:-3:-1])
+        )
+        with torch.no_grad():
+            logits = model(
+                item["pixel_values"][None], _one(item, "input_ids"), _one(item, "attention_mask")
+            )
+        pred = (torch.sigmoid(logits)[0, 0] > model.threshold).numpy()
+        ax.imshow(image)
+        for mask, colour in ((item["mask"][0].numpy() > 0.5, OUTLINE), (pred, "#ff2bd6")):
+            if mask.any():
+                ax.contour(mask, levels=[0.5], colors=colour, linewidths=1.0)
+        ax.set_axis_off()
+        text = "\n".join(textwrap.wrap(item["prompt"] or "(empty prompt)", 30)[:3])
+        ax.set_title(text, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _one(item, key):
+    return item[key][None] if key in item else None
+
+
+def metric_by(
+    table, x: str, hue: str | None = None, metric: str = "dice", kind: str = "bar"
+) -> plt.Figure:
+    """Mean metric (95% bootstrap CI) of per-image rows grouped by ``x`` (and ``hue``)."""
+    sns = _style()
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * table[x].nunique() + 2), 3.4))
+    if kind == "line":
+        sns.pointplot(data=table, x=x, y=metric, hue=hue, ax=ax, errorbar=("ci", 95))
+    else:
+        sns.barplot(data=table, x=x, y=metric, hue=hue, ax=ax, errorbar=("ci", 95))
+    ax.set_ylim(0, 1)
+    ax.tick_params(axis="x", rotation=30)
+    if hue:
+        ax.legend(fontsize=7, title=hue, title_fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

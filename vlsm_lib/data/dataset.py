@@ -196,6 +196,8 @@ class ImageTextMaskDataset(Dataset):
     ) -> None:
         self.root, self.name, self.split = Path(root), name, split
         self.preprocess, self.prompt, self.seed, self.epoch = preprocess, prompt, seed, 0
+        # Optional (text, record, rng) -> text applied to every chosen prompt.
+        self.prompt_transform = None
         self.anns_path = self.root / name / "anns" / f"{split}.json"
         self.records = load_records(self.anns_path)
         common = set.intersection(*(set(r["prompts"]) for r in self.records))
@@ -271,7 +273,10 @@ class ImageTextMaskDataset(Dataset):
             keys = _sorted_keys(k for k in prompts if k != "p0")
             key = keys[int(rng.integers(len(keys)))]
         value = prompts[key]
-        return value[int(rng.integers(len(value)))] if isinstance(value, list) else value
+        text = value[int(rng.integers(len(value)))] if isinstance(value, list) else value
+        if self.prompt_transform is not None:  # e.g. an attribute perturbation (ablations)
+            text = self.prompt_transform(text, self.records[i], rng)
+        return text
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = range(len(self))[i]

@@ -196,12 +196,28 @@ def _pretrained_decoder(decoder: CLIPSegDecoder, source: str) -> None:
     decoder.load_state_dict(state)
 
 
+def _decoder_from_checkpoint(decoder: CLIPSegDecoder, folder: str) -> None:
+    from vlsm_lib.checkpoint import load_checkpoint
+
+    donor = load_checkpoint(folder)
+    if donor.name != "clipseg":
+        raise ValueError(f"decoder_weights={folder!r} holds a {donor.name}, not a clipseg model")
+    try:
+        decoder.load_state_dict(donor.net.decoder.state_dict())
+    except RuntimeError as err:
+        raise ValueError(
+            f"the CLIPSeg decoder in {folder} does not fit this BiomedCLIPSeg "
+            f"(sizes differ): {str(err)[:300]}"
+        ) from err
+
+
 def build(
     size="paper",
     weights=None,
     pretrained_decoder=False,
     extract_blocks=None,
     head_init="stable",
+    decoder_weights=None,
     **_,
 ):
     """BiomedCLIPSeg(-D). Paper: 224 px, BiomedCLIP; tiny: 128 px, random, offline.
@@ -213,6 +229,8 @@ def build(
             (1, 2, 3) at tiny size; the reference's off-by-one is (4, 7, 10) / (2, 3, 4).
         head_init: for a random decoder, "stable" (``base.stable_head_init``, default) or "hf"
             (HF's default initialisation, as the reference; it stalls training from scratch).
+        decoder_weights: a CLIPSeg checkpoint folder of this library whose decoder initialises
+            ours: BiomedCLIPSeg-D at tiny size (the demo's CLIPSeg pretrained on synth_shapes).
     """
     tiny = size == "tiny"
     if tiny and weights is not None:
@@ -236,6 +254,8 @@ def build(
     decoder = CLIPSegDecoder(decoder_config(width, towers.text.output_dim, tiny))
     if pretrained_decoder and weights == "pretrained":
         _pretrained_decoder(decoder, clipseg.HUB_ID)
+    elif decoder_weights:
+        _decoder_from_checkpoint(decoder, decoder_weights)
     elif head_init == "stable":
         stable_head_init(decoder.transposed_convolution)
     blocks = extract_blocks or ((1, 2, 3) if tiny else (3, 6, 9))

@@ -1,0 +1,259 @@
+"""HTML reports: run page, study index, root index; offline, escaped, links that resolve.
+
+The last test opens the pages in headless Chromium (Selenium + Debian's chromedriver); it is
+skipped only where /usr/bin/chromium is absent. CI installs it (see .ci/run).
+"""
+
+import functools
+import http.server
+import json
+import re
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import matplotlib
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from vlsm_lib.report import render_html, write_root_index, write_study_index
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-GUI backend)
+
+CHROMIUM = Path("/usr/bin/chromium")
+COMPLETE = "finetune__clipseg__synth_polyp__p6__s42"
+FAILED = "finetune__clipseg__synth_polyp__p0__s42"
+BROKEN = "finetune__clipseg__synth_polyp__p9__s42"
+# Any attribute value that would make the browser (or a click) reach the network.
+REMOTE = re.compile(r"""(?<![\w-])(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
+
+
+def _run_json(run_id, status, prompt, **extra):
+    return {
+        "run_id": run_id, "study": "finetune", "suite": "demo", "notebook": "finetune.ipynb",
+        "params": {"model": "clipseg", "dataset": "synth_polyp", "prompt": prompt, "seed": 42},
+        "status": status, "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:01:15",
+        "seconds": 75.2, "git_sha": "abc123", "versions": {"torch": "2.14.1"}, "device": "cpu",
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """outputs/demo/finetune with an executed run, a failed run and a run with bad JSON."""
+    root = tmp_path_factory.mktemp("outputs")
+    study = root / "demo" / "finetune"
+    run = study / COMPLETE
+    run.mkdir(parents=True)
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Fine-tuning report"),
+        new_code_cell("print('dice <b>0.81</b> & done')"),
+        new_code_cell(
+            "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+            "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()"
+        ),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    NotebookClient(nb, timeout=60, kernel_name="python3", resources={
+        "metadata": {"path": str(run)}}).execute()
+    nbformat.write(nb, run / "notebook.ipynb")
+    (run / "run.json").write_text(json.dumps(_run_json(COMPLETE, "complete", "p6")))
+    (run / "metrics.json").write_text(json.dumps(
+        {"dice": 0.81234, "iou": 0.7, "hd95": 12.5, "n_images": 48, "loss": 0.1}))
+
+    failed = study / FAILED
+    failed.mkdir()
+    error = "RuntimeError: CUDA <oom> & boom\nTraceback (most recent call last):\n  ..."
+    (failed / "run.json").write_text(json.dumps(_run_json(FAILED, "failed", "p0", error=error)))
+
+    broken = study / BROKEN
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    (broken / "metrics.json").write_text("[1, 2")
+
+    (study / "figures").mkdir()
+    for path in (study / "figures" / "dice_by_prompt.png", study / "overview.png"):
+        fig, ax = plt.subplots(figsize=(2, 1.5))
+        ax.bar([0, 1], [0.8, 0.6])
+        fig.savefig(path)
+        plt.close(fig)
+
+    pages = {
+        "report": render_html(run / "notebook.ipynb"),
+        "study": write_study_index(study),
+        "root": write_root_index(root),
+    }
+    return root, pages
+
+
+class _Refs(HTMLParser):
+    """Collects every href/src value of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.refs = []
+
+    def handle_starttag(self, tag, attrs):
+        self.refs += [v for k, v in attrs if k in ("href", "src") and v]
+
+
+def _local_refs(page: Path):
+    parser = _Refs()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return [r for r in parser.refs if not r.startswith(("data:", "#"))]
+
+
+def test_report_is_self_contained(outputs):
+    root, pages = outputs
+    report = pages["report"]
+    assert report == root / "demo" / "finetune" / COMPLETE / "notebook.html"
+    text = report.read_text(encoding="utf-8")
+    assert "data:image/png;base64," in text  # the figure is inline
+    assert "dice &lt;b&gt;0.81&lt;/b&gt; &amp; done" in text  # stdout shown, escaped
+    assert "subplots" in text and "<details" in text  # code shown, foldable
+    assert "<script" not in text  # nothing to load, nothing to run
+    assert not list(report.parent.glob(".*.tmp"))  # atomic write left no temp file
+
+
+def test_no_page_references_the_network(outputs):
+    _, pages = outputs
+    for page in pages.values():
+        text = page.read_text(encoding="utf-8")
+        assert not REMOTE.search(text), f"{page.name}: {REMOTE.search(text).group(0)}"
+
+
+def test_remote_content_in_outputs_is_not_loaded(tmp_path):
+    nb = new_notebook(cells=[
+        new_markdown_cell("![logo](https://example.org/logo.png) and $e^{i\\pi}$"),
+        new_code_cell("display(HTML(...))", execution_count=1, outputs=[new_output(
+            "display_data", data={
+                "text/html": '<script src="https://cdn.example.org/x.js"></script>'
+                             '<link rel="stylesheet" href="//cdn.example.org/x.css">',
+                "text/plain": "<HTML>",
+            })]),
+    ])
+    nbformat.write(nb, tmp_path / "remote.ipynb")
+    out = render_html(tmp_path / "remote.ipynb", tmp_path / "out" / "page.html")
+    assert out == tmp_path / "out" / "page.html"
+    text = out.read_text(encoding="utf-8")
+    assert not REMOTE.search(text)
+    assert "cdn.example.org/x.js" in text  # kept visible, just not loaded
+
+
+def test_study_index_lists_runs(outputs):
+    root, pages = outputs
+    text = pages["study"].read_text(encoding="utf-8")
+    for run_id in (COMPLETE, FAILED, BROKEN):
+        assert run_id in text
+    assert '<span class="complete">complete</span>' in text
+    assert '<span class="failed">failed</span>' in text
+    assert '<span class="unknown">unknown</span>' in text
+    assert "0.812" in text and "12.500" in text and ">48<" in text  # dice, hd95, n_images
+    assert "1 min 15 s" in text
+    assert "CUDA &lt;oom&gt; &amp; boom" in text and "Traceback" not in text  # first line only
+    assert "<th>prompt</th>" in text and "<th>seed</th>" not in text  # only varying params
+    assert "<th>loss</th>" not in text and "<th>nsd</th>" not in text
+    assert text.index(FAILED) < text.index(COMPLETE) < text.index(BROKEN)  # sorted by run id
+
+
+def test_root_index_counts_and_figures(outputs):
+    root, pages = outputs
+    text = pages["root"].read_text(encoding="utf-8")
+    assert 'href="demo/finetune/index.html"' in text
+    counts = re.findall(r'<td class="num (\w+)">(\d+)</td>', text)
+    assert counts == [("complete", "1"), ("failed", "1"), ("other", "1")]
+    assert 'src="demo/finetune/overview.png"' in text
+    assert 'src="demo/finetune/figures/dice_by_prompt.png"' in text
+
+
+def test_links_resolve(outputs):
+    _, pages = outputs
+    checked = 0
+    for page in pages.values():
+        for ref in _local_refs(page):
+            target = page.parent / unquote(urlsplit(ref).path)
+            assert target.exists(), f"{page}: {ref}"
+            checked += 1
+    assert checked >= 6
+
+
+def test_study_index_survives_odd_folders(tmp_path):
+    study = tmp_path / "s" / "empty"
+    (study / "just_a_folder").mkdir(parents=True)
+    (study / "listed").mkdir()
+    (study / "listed" / "run.json").write_text('["a list, not an object"]')
+    (study / ".hidden").mkdir()
+    text = write_study_index(study).read_text(encoding="utf-8")
+    assert text.count('<span class="unknown">') == 2 and ".hidden" not in text
+    assert write_root_index(tmp_path).read_text(encoding="utf-8").count("<tr>") == 2
+
+
+@pytest.fixture
+def served(outputs):
+    """Serves the outputs folder on a free local port (the way a researcher would share it)."""
+    root, _ = outputs
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # keep pytest output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def _check_page(driver, min_images):
+    """No console errors (JS errors and failed loads are SEVERE) and every <img> decoded."""
+    images = driver.execute_script(
+        "return Array.from(document.images, i => [i.src.slice(0, 60), i.complete, i.naturalWidth])")
+    assert len(images) >= min_images, driver.current_url
+    assert all(done and width > 0 for _, done, width in images), images
+    severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(),
+                    reason="browser check needs /usr/bin/chromium "
+                           "(apt-get install chromium chromium-driver)")
+def test_pages_render_in_headless_chromium(served, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.common.by import By
+
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path keeps Selenium Manager (which would download) out of the way.
+    driver = webdriver.Chrome(options=options,
+                              service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get(f"{served}/index.html")
+        _check_page(driver, min_images=2)  # the two figure thumbnails
+        # Follow the pages' own links: root -> study index -> run report.
+        link = driver.find_element(By.CSS_SELECTOR, 'a[href$="finetune/index.html"]')
+        driver.get(link.get_attribute("href"))
+        _check_page(driver, min_images=0)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == 3
+        link = driver.find_element(By.CSS_SELECTOR, 'a[href$="notebook.html"]')
+        driver.get(link.get_attribute("href"))
+        _check_page(driver, min_images=1)  # the matplotlib figure, inline
+        assert driver.title == COMPLETE
+    finally:
+        driver.quit()

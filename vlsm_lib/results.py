@@ -1,0 +1,223 @@
+"""Runs as folders: ids that parse back, ``save_run`` / ``load_run``, ``gather``.
+
+A run folder ``outputs/<suite>/<study>/<run_id>/`` holds the executed ``notebook.ipynb`` and
+``notebook.html``, ``run.json`` (resolved parameters, git SHA, package versions, device, times,
+status), ``per_image.parquet`` (one row per test image), ``metrics.json`` and, when trained,
+``checkpoint.safetensors`` + ``model.json``. ``status: complete`` is written last, atomically:
+anything else is not a result.
+
+Run ids: ``<study>__<v1>__<v2>...`` over the parameters that vary in the study's grid, in the
+grid's key order. Models, datasets and prompts appear as their values, the seed as ``s<N>``, any
+other key as ``<key>-<value>`` (e.g. ``finetune__clipseg__synth_polyp__p6__s42``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from vlsm_lib import paths
+
+RUN_JSON, PER_IMAGE, METRICS = "run.json", "per_image.parquet", "metrics.json"
+PLAIN_KEYS = ("model", "dataset", "prompt")  # written as bare values in run ids
+PACKAGES = (
+    "torch",
+    "transformers",
+    "open_clip_torch",
+    "timm",
+    "segmentation_models_pytorch",
+    "monai",
+    "numpy",
+    "pandas",
+    "papermill",
+)
+_SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
+
+
+def _token(key: str, value: Any) -> str:
+    text = str(value)
+    if key == "seed":
+        text = f"s{value}"
+    elif key not in PLAIN_KEYS:
+        text = f"{key}-{value}"
+    if "__" in text or not _SAFE.match(text):
+        raise ValueError(
+            f"parameter {key}={value!r} cannot go into a run id (letters, digits, _ . + = - only, "
+            "no '__'); rename the value"
+        )
+    return text
+
+
+def run_id(study: str, varying: dict[str, Any]) -> str:
+    """``study__...`` from the varying parameters, in their order."""
+    if "__" in study or not _SAFE.match(study):
+        raise ValueError(f"study name {study!r} must be letters, digits, _ . + = - without '__'")
+    return "__".join([study] + [_token(k, v) for k, v in varying.items()])
+
+
+def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = r"p\d+|random"):
+    """Inverse of ``run_id`` for ids built from model / dataset / prompt / seed / key-value.
+
+    Returns {"study": ..., "model": ..., "dataset": ..., "prompt": ..., "seed": int, ...}.
+    """
+    study, *tokens = rid.split("__")
+    out: dict[str, Any] = {"study": study}
+    if not models:
+        from vlsm_lib.models import list_models
+
+        models = tuple(list_models())
+    for tok in tokens:
+        if re.fullmatch(r"s\d+", tok):
+            out["seed"] = int(tok[1:])
+        elif re.fullmatch(prompts_re, tok):
+            out["prompt"] = tok
+        elif tok in models:
+            out["model"] = tok
+        elif re.fullmatch(r"[a-z][a-z0-9_]*-.+", tok) and "dataset" in out:
+            key, value = tok.split("-", 1)
+            out[key] = value
+        else:
+            out["dataset"] = tok
+    return out
+
+
+def git_sha() -> str:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                cwd=paths.REPO_ROOT,
+                text=True,
+                capture_output=True,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def device_name() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write: a crash never leaves half a file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """run.json as a dict; {"status": "missing"} when absent or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / RUN_JSON).read_text())
+    except (OSError, ValueError):
+        return {"status": "missing"}
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    return read_run(run_dir).get("status") == "complete"
+
+
+def save_run(
+    run_dir: str | Path,
+    params: dict,
+    per_image: pd.DataFrame | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """Write a run's results, then mark it complete (last, atomically).
+
+    ``per_image`` gets the run's parameters as columns (run_id, study, model, dataset, ...), so
+    gathered tables need no join. Returns the run folder.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = read_run(run_dir)
+    rid = info.get("run_id", run_dir.name)
+    study = info.get("study", run_dir.parent.name)
+    if per_image is not None:
+        table = per_image.copy()
+        for key, value in reversed([("run_id", rid), ("study", study), *_flat(params).items()]):
+            if key not in table.columns:
+                table.insert(0, key, value)
+        table.to_parquet(run_dir / PER_IMAGE, index=False)
+    if metrics is not None:
+        write_json(run_dir / METRICS, metrics)
+    started = info.get("started") or now()
+    info.update(
+        {
+            "run_id": rid,
+            "params": params,
+            "git_sha": git_sha(),
+            "versions": versions(),
+            "device": device_name(),
+            "started": started,
+            "finished": now(),
+            **(extra or {}),
+        }
+    )
+    info["status"] = "complete"
+    write_json(run_dir / RUN_JSON, info)
+    return run_dir
+
+
+def _flat(params: dict) -> dict:
+    """Scalar parameters only (lists and dicts stay in run.json)."""
+    return {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool))}
+
+
+def summarise(per_image: pd.DataFrame) -> dict:
+    """Mean metrics over images (empty-truth images counted as the empty rule says)."""
+    out = {"n_images": int(len(per_image))}
+    for col in ("dice", "iou", "hd95", "nsd"):
+        if col in per_image:
+            out[col] = float(per_image[col].mean())  # NaN hd95 (one empty mask) skipped
+    if "gt_empty" in per_image:
+        out["n_gt_empty"] = int(per_image["gt_empty"].sum())
+    return out
+
+
+def gather(study_dir: str | Path, complete_only: bool = True) -> pd.DataFrame:
+    """One table, one row per test image, over the runs of a study folder (or a suite folder)."""
+    frames = []
+    for table in sorted(Path(study_dir).rglob(PER_IMAGE)):
+        info = read_run(table.parent)
+        if complete_only and info.get("status") != "complete":
+            continue
+        frame = pd.read_parquet(table)
+        for key in ("study", "suite"):  # runs saved outside the runner may lack them
+            if key not in frame and key in info:
+                frame.insert(0, key, info[key])
+        frames.append(frame)
+    if not frames:
+        raise FileNotFoundError(f"no complete runs with {PER_IMAGE} under {study_dir}")
+    return pd.concat(frames, ignore_index=True)

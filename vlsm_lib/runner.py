@@ -1,0 +1,284 @@
+"""Params files -> runs -> papermill execution (local or Dask) -> HTML reports and indexes.
+
+A params file ``params/<suite>/<study>.yaml``::
+
+    notebook: notebooks/finetune.ipynb
+    study: finetune              # optional; default: the file name (several files may share)
+    needs: [pretrain]            # studies of the same suite whose runs must complete first
+    defaults: {epochs: 10, ...}  # every key must be a parameter of the notebook
+    grid: {model: [clipseg, cris], dataset: [synth_polyp]}   # or a list of such mappings;
+                                 # a mapping may hold "fixed: {key: value}" for its points only
+
+Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_lib.results``).
+The runner injects ``run_dir`` and ``data_root``; string values may name other runs with
+``{suite_dir}``, ``{data_root}`` and any parameter, e.g.
+``weights: "{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``.
+Keys a notebook does not declare are refused (papermill alone only warns). Complete runs are
+skipped unless ``force``; a failing run is recorded (status failed, its error) and the others go
+on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vlsm_lib import paths
+from vlsm_lib.results import RUN_JSON, is_complete, now, read_run, run_id, write_json
+
+INJECTED = ("run_dir", "data_root")
+KEYS = {"notebook", "study", "needs", "defaults", "grid", "description"}
+
+
+@dataclass
+class Run:
+    run_id: str
+    study: str
+    suite: str
+    notebook: Path
+    params: dict[str, Any]
+    run_dir: Path
+
+
+@dataclass
+class Study:
+    name: str
+    suite: str
+    notebook: Path
+    defaults: dict[str, Any]
+    grids: list[dict[str, list]]
+    needs: list[str] = field(default_factory=list)
+    description: str = ""
+    source: Path | None = None
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and check one params file (keys, grid shape); the notebook must exist."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"cannot read params file {path}: {err}") from err
+    unknown = sorted(set(spec) - KEYS)
+    if unknown:
+        raise KeyError(f"{path}: unknown key(s) {unknown}; valid: {sorted(KEYS)}")
+    if "notebook" not in spec:
+        raise KeyError(f"{path}: 'notebook:' is required (e.g. notebooks/finetune.ipynb)")
+    notebook = paths.REPO_ROOT / spec["notebook"]
+    if not notebook.is_file():
+        raise FileNotFoundError(f"{path}: notebook {notebook} not found")
+    grids = spec.get("grid") or [{}]
+    grids = grids if isinstance(grids, list) else [grids]
+    for g in grids:
+        if not isinstance(g.get("fixed", {}), dict):
+            raise ValueError(f"{path}: 'fixed:' inside a grid must be a mapping")
+        bad = [k for k, v in g.items() if k != "fixed" and (not isinstance(v, list) or not v)]
+        if bad:
+            raise ValueError(f"{path}: grid values must be non-empty lists; fix {bad}")
+    return Study(
+        name=spec.get("study", path.stem),
+        suite=path.parent.name,
+        notebook=notebook,
+        defaults=spec.get("defaults") or {},
+        grids=grids,
+        needs=list(spec.get("needs") or []),
+        description=spec.get("description", ""),
+        source=path,
+    )
+
+
+def check_parameters(study: Study) -> None:
+    """Refuse params the notebook does not declare (papermill would only warn)."""
+    import papermill
+
+    declared = set(papermill.inspect_notebook(str(study.notebook)))
+    used = (
+        set(study.defaults)
+        | set(INJECTED)
+        | {k for g in study.grids for k in (*g, *g.get("fixed", {})) if k != "fixed"}
+    )
+    unknown = sorted(used - declared)
+    if unknown:
+        raise KeyError(
+            f"{study.source}: {study.notebook.name} has no parameter(s) {unknown}; its "
+            f"parameters: {sorted(declared)}"
+        )
+
+
+def expand(study: Study, outputs: Path | None = None, data_root: Path | None = None) -> list[Run]:
+    """Every grid point of a study as a Run, parameters resolved."""
+    outputs = outputs or paths.outputs_root()
+    data_root = data_root or paths.data_root()
+    points = []
+    for g in study.grids:
+        axes = {k: v for k, v in g.items() if k != "fixed"}
+        for values in itertools.product(*axes.values()):
+            points.append({**g.get("fixed", {}), **dict(zip(axes, values))})
+    # Every grid key names the run (even with one value), so ids stay stable as grids grow;
+    # values under a grid's "fixed:" apply to its points without naming them.
+    varying = list(dict.fromkeys(k for g in study.grids for k in g if k != "fixed"))
+    suite_dir = outputs / study.suite
+    runs, seen = [], {}
+    for point in points:
+        params = {**study.defaults, **point}
+        rid = run_id(study.name, {k: params[k] for k in varying if k in params})
+        if rid in seen:
+            raise ValueError(f"{study.source}: two grid points give run id {rid}")
+        seen[rid] = point
+        run_dir = suite_dir / study.name / rid
+        context = {**params, "suite_dir": suite_dir, "data_root": data_root}
+        resolved = {k: _fill(v, context, study) for k, v in params.items()}
+        resolved.update(run_dir=str(run_dir), data_root=str(data_root))
+        runs.append(Run(rid, study.name, study.suite, study.notebook, resolved, run_dir))
+    return runs
+
+
+def _fill(value, context: dict, study: Study):
+    if isinstance(value, dict):
+        return {k: _fill(v, context, study) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, context, study) for v in value]
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    try:
+        return value.format(**context)
+    except KeyError as err:
+        raise KeyError(
+            f"{study.source}: {value!r} names {err}, which is neither a parameter "
+            "nor suite_dir / data_root"
+        ) from err
+
+
+def order_studies(studies: list[Study], outputs: Path | None = None) -> list[Study]:
+    """Studies sorted so that each comes after those it needs; needs outside the list must
+    already have complete runs on disk."""
+    by_name: dict[str, list[Study]] = {}
+    for s in studies:
+        by_name.setdefault(s.name, []).append(s)
+    done: list[Study] = []
+    visiting: set[str] = set()
+
+    def visit(s: Study):
+        if s in done:
+            return
+        if s.name in visiting:
+            raise ValueError(f"circular 'needs' through study {s.name}")
+        visiting.add(s.name)
+        for need in s.needs:
+            if need in by_name:
+                for other in by_name[need]:
+                    visit(other)
+            else:
+                _check_done(s, need, outputs or paths.outputs_root())
+        visiting.discard(s.name)
+        done.append(s)
+
+    for s in studies:
+        visit(s)
+    return done
+
+
+def _check_done(study: Study, need: str, outputs: Path) -> None:
+    folder = outputs / study.suite / need
+    runs = [d for d in folder.iterdir() if d.is_dir()] if folder.is_dir() else []
+    if not runs or not all(is_complete(d) for d in runs):
+        raise RuntimeError(
+            f"study {study.name} needs {need}, whose runs are not all complete under {folder}; "
+            f"run params/{study.suite}/{need}.yaml first (or pass both files)"
+        )
+
+
+def execute(run: Run, force: bool = False) -> str:
+    """Execute one run's notebook with papermill; returns its final status."""
+    import papermill
+
+    from vlsm_lib.report import render_html
+
+    if is_complete(run.run_dir) and not force:
+        return "skipped"
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "run_id": run.run_id,
+        "study": run.study,
+        "suite": run.suite,
+        "notebook": str(run.notebook.relative_to(paths.REPO_ROOT)),
+        "params": run.params,
+        "status": "running",
+        "started": now(),
+    }
+    write_json(run.run_dir / RUN_JSON, info)
+    output = run.run_dir / "notebook.ipynb"
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(run.notebook),
+            str(output),
+            parameters=run.params,
+            kernel_name="python3",
+            cwd=str(paths.REPO_ROOT),
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception as err:  # a failing run is recorded; the others go on
+        error = f"{type(err).__name__}: {err}".strip()[:4000]
+    if output.is_file():
+        try:
+            render_html(output)
+        except Exception as err:  # a report that cannot render does not void the result
+            error = error or f"HTML rendering failed: {err}"
+    status = read_run(run.run_dir)
+    if error or status.get("status") != "complete":
+        info.update(status if status.get("status") == "complete" else {})
+        info.update(
+            status="failed",
+            finished=now(),
+            error=error or "the notebook finished without saving its results (save_run)",
+        )
+        write_json(run.run_dir / RUN_JSON, info)
+        return "failed"
+    return "complete"
+
+
+def plan(
+    param_files: list[str | Path], only: str | None = None, outputs: Path | None = None
+) -> list[tuple[Study, list[Run]]]:
+    """Load, check, order and expand studies; ``only`` filters run ids (a glob)."""
+    studies = [load_study(p) for p in param_files]
+    for s in studies:
+        check_parameters(s)
+    out = []
+    for s in order_studies(studies, outputs):
+        runs = expand(s, outputs)
+        if only:
+            runs = [r for r in runs if fnmatch.fnmatch(r.run_id, only)]
+        out.append((s, runs))
+    return out
+
+
+def run_local(planned, force: bool = False) -> dict[str, str]:
+    from tqdm.auto import tqdm
+
+    statuses = {}
+    total = sum(len(runs) for _, runs in planned)
+    with tqdm(total=total, desc="runs", file=sys.stdout) as bar:
+        for _, runs in planned:
+            for run in runs:
+                bar.set_postfix_str(run.run_id[-60:])
+                statuses[run.run_id] = execute(run, force)
+                bar.update()
+            if runs:
+                _index(runs[0])
+    return statuses
+
+
+def _index(run: Run) -> None:
+    from vlsm_lib.report import write_root_index, write_study_index
+
+    write_study_index(run.run_dir.parent)
+    write_root_index(run.run_dir.parent.parent.parent)
