@@ -163,3 +163,25 @@ def test_clipseg_local_weights_path_is_named_in_the_error(tmp_path):
     missing = tmp_path / "no_such_model"
     with pytest.raises(WeightsUnavailable, match="no_such_model"):
         create_model("clipseg", size="paper", weights=str(missing))
+
+
+def test_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
+    # a checkpoint trained in one process must load in another (embedding rows = vocabulary)
+    import subprocess
+    import sys
+
+    code = (
+        "from vlsm_lib.models.tokenizers import tiny_wordpiece as t; "
+        "print(sorted(t().backend.get_vocab().items()))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outs) == 1

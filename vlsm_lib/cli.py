@@ -46,13 +46,14 @@ def _run(args: argparse.Namespace) -> int:
     ]
     planned = plan(files, only=args.only)
     if args.dry_run:
-        total = 0
+        per_study: dict[str, list] = {}
         for study, runs in planned:
-            total += len(runs)
-            print(f"{study.suite}/{study.name}: {len(runs)} runs ({study.notebook.name})")
+            per_study.setdefault(f"{study.suite}/{study.name}", []).extend(runs)
+        for name, runs in per_study.items():
+            print(f"{name}: {len(runs)} runs")
             for run in runs[: args.show]:
                 print(f"  {run.run_id}")
-        print(f"total: {total} runs")
+        print(f"total: {sum(len(r) for r in per_study.values())} runs")
         return 0
     if args.executor == "dask":
         from vlsm_lib.dask_runner import run_dask

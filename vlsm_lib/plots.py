@@ -6,12 +6,10 @@ import json
 import textwrap
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures are written to files and HTML reports
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+# No backend is forced: notebooks get the inline backend, scripts on a headless machine Agg.
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
 OUTLINE = "#00e5ff"
 

@@ -134,10 +134,17 @@ def _runs(study_dir: Path) -> list[dict]:
         info = _load_json(d / "run.json")
         ok, info = info is not None, info or {}
         params = info.get("params")
-        runs.append({"dir": d, "id": str(info.get("run_id") or d.name), "info": info, "ok": ok,
-                     "status": str(info.get("status") or "unknown").lower(),
-                     "params": params if isinstance(params, dict) else {},
-                     "metrics": _load_json(d / "metrics.json") or {}})
+        runs.append(
+            {
+                "dir": d,
+                "id": str(info.get("run_id") or d.name),
+                "info": info,
+                "ok": ok,
+                "status": str(info.get("status") or "unknown").lower(),
+                "params": params if isinstance(params, dict) else {},
+                "metrics": _load_json(d / "metrics.json") or {},
+            }
+        )
     return sorted(runs, key=lambda r: r["id"])
 
 
@@ -184,7 +191,12 @@ def write_study_index(study_dir: str | os.PathLike) -> Path:
     runs = _runs(study_dir)
     all_params = [r["params"] for r in runs if r["params"]]
     keys = list(dict.fromkeys(k for p in all_params for k in p))  # first-seen order
-    varying = [k for k in keys if len({_fmt(p.get(k)) for p in all_params}) > 1]
+    # run_dir and data_root are injected by the runner: paths, not choices of the study
+    varying = [
+        k
+        for k in keys
+        if k not in ("run_dir", "data_root") and len({_fmt(p.get(k)) for p in all_params}) > 1
+    ]
     metrics = [m for m in KEY_METRICS if any(m in r["metrics"] for r in runs)]
     head = ["run", "status", *varying, *metrics, "time", "report", "folder", "note"]
     rows = []
@@ -201,8 +213,10 @@ def write_study_index(study_dir: str | os.PathLike) -> Path:
             f"<td>{html.escape(r['id'])}</td>",
             f'<td><span class="{css}">{html.escape(status)}</span></td>',
             *(f"<td>{html.escape(_fmt(r['params'].get(k, '—')))}</td>" for k in varying),
-            *(f'<td class="num">{html.escape(_fmt(r["metrics"].get(m, "—")))}</td>'
-              for m in metrics),
+            *(
+                f'<td class="num">{html.escape(_fmt(r["metrics"].get(m, "—")))}</td>'
+                for m in metrics
+            ),
             f'<td class="num">{_fmt_seconds(info.get("seconds"))}</td>',
             f"<td>{_link(folder + '/notebook.html', 'report') if report.is_file() else '—'}</td>",
             f"<td>{_link(folder + '/', 'files')}</td>",
@@ -215,7 +229,9 @@ def write_study_index(study_dir: str | os.PathLike) -> Path:
     body = (
         f"<h1>{html.escape(title)}</h1>\n<p>{len(runs)} runs: {summary}</p>\n<table><thead><tr>"
         + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        + "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
+        + "</tr></thead><tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table>"
     )
     return _write_atomic(study_dir / "index.html", _page(title, body))
 
@@ -234,7 +250,7 @@ def write_root_index(outputs_root: str | os.PathLike) -> Path:
         counts = Counter(r["status"] for r in _runs(study))
         done, failed = counts.pop("complete", 0), counts.pop("failed", 0)
         rows.append(
-            f"<tr><td>{_link(quote(rel) + '/index.html', rel)}</td><td class=\"num complete\">"
+            f'<tr><td>{_link(quote(rel) + "/index.html", rel)}</td><td class="num complete">'
             f'{done}</td><td class="num failed">{failed}</td>'
             f'<td class="num other">{sum(counts.values())}</td></tr>'
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,8 @@ def load_study(path: str | Path) -> Study:
         raise KeyError(f"{path}: unknown key(s) {unknown}; valid: {sorted(KEYS)}")
     if "notebook" not in spec:
         raise KeyError(f"{path}: 'notebook:' is required (e.g. notebooks/finetune.ipynb)")
-    notebook = paths.REPO_ROOT / spec["notebook"]
+    notebook = Path(spec["notebook"])
+    notebook = notebook if notebook.is_absolute() else paths.REPO_ROOT / notebook
     if not notebook.is_file():
         raise FileNotFoundError(f"{path}: notebook {notebook} not found")
     grids = spec.get("grid") or [{}]
@@ -207,7 +209,7 @@ def execute(run: Run, force: bool = False) -> str:
         "run_id": run.run_id,
         "study": run.study,
         "suite": run.suite,
-        "notebook": str(run.notebook.relative_to(paths.REPO_ROOT)),
+        "notebook": _shown(run.notebook),
         "params": run.params,
         "status": "running",
         "started": now(),
@@ -215,6 +217,8 @@ def execute(run: Run, force: bool = False) -> str:
     write_json(run.run_dir / RUN_JSON, info)
     output = run.run_dir / "notebook.ipynb"
     error = None
+    # Progress bars would fill the reports; the kernel inherits this environment.
+    os.environ["TQDM_DISABLE"] = "1"
     try:
         papermill.execute_notebook(
             str(run.notebook),
@@ -245,6 +249,14 @@ def execute(run: Run, force: bool = False) -> str:
     return "complete"
 
 
+def _shown(path: Path) -> str:
+    """A notebook path relative to the repository when it lies inside it."""
+    try:
+        return str(path.relative_to(paths.REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
 def plan(
     param_files: list[str | Path], only: str | None = None, outputs: Path | None = None
 ) -> list[tuple[Study, list[Run]]]:
@@ -266,7 +278,7 @@ def run_local(planned, force: bool = False) -> dict[str, str]:
 
     statuses = {}
     total = sum(len(runs) for _, runs in planned)
-    with tqdm(total=total, desc="runs", file=sys.stdout) as bar:
+    with tqdm(total=total, desc="runs", file=sys.stdout, disable=False) as bar:
         for _, runs in planned:
             for run in runs:
                 bar.set_postfix_str(run.run_id[-60:])

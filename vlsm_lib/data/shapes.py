@@ -136,7 +136,7 @@ def place(
     equal the plan; so prompts written from the masks always agree with the planned scene.
     """
     masks: list[np.ndarray] = []
-    taken = np.zeros((h, w), bool)
+    forbidden = np.zeros((h, w), bool)  # the placed objects grown by ``gap``
     for k, (size, cell) in enumerate(plan):
         for _ in range(tries):
             coverage = rng.uniform(*COVERAGE_RANGE[size])
@@ -144,19 +144,17 @@ def place(
             mask = draw(rng, k, cell_centre(rng, cell, h, w), radius)
             if inside is not None:
                 mask &= inside
-            if _fits(mask, taken, size, cell, gap):
+            if _fits(mask, forbidden, size, cell):
                 masks.append(mask)
-                taken |= mask
+                forbidden |= ndimage.binary_dilation(mask, iterations=gap)
                 break
         else:
             return None
     return masks
 
 
-def _fits(mask: np.ndarray, taken: np.ndarray, size: str, cell: tuple[int, int], gap: int) -> bool:
-    if not mask.any() or ndimage.label(mask)[1] != 1:
-        return False
-    if taken.any() and (ndimage.binary_dilation(taken, iterations=gap) & mask).any():
+def _fits(mask: np.ndarray, forbidden: np.ndarray, size: str, cell: tuple[int, int]) -> bool:
+    if not mask.any() or (forbidden & mask).any() or ndimage.label(mask)[1] != 1:
         return False
     if size_class(mask.mean()) != size:
         return False
@@ -164,9 +162,22 @@ def _fits(mask: np.ndarray, taken: np.ndarray, size: str, cell: tuple[int, int],
 
 
 def blend(image: np.ndarray, colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """image (H, W, 3) <- alpha * colour + (1 - alpha) * image, alpha (H, W) in [0, 1]."""
-    a = np.clip(alpha, 0, 1)[..., None]
-    return image * (1 - a) + colour * a
+    """image (H, W, 3) <- alpha * colour + (1 - alpha) * image, alpha (H, W) in [0, 1].
+
+    Only the bounding box of the nonzero alpha is touched (most layers are small objects).
+    """
+    a = np.clip(alpha, 0, 1).astype(np.float32)
+    rows, cols = np.flatnonzero(a.any(axis=1)), np.flatnonzero(a.any(axis=0))
+    out = np.array(image, dtype=np.float32, copy=True)
+    if len(rows) == 0:
+        return out
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    a = a[box][..., None]
+    colour = np.asarray(colour, np.float32)
+    if colour.ndim == 3:
+        colour = colour[box]
+    out[box] = out[box] * (1 - a) + colour * a
+    return out
 
 
 def soft(mask: np.ndarray, sigma: float = 0.8) -> np.ndarray:

@@ -8,11 +8,13 @@
   49407 (the end token) like the CLIPSeg tokenizer the reference used for CLIPSeg and CRIS.
 - ``WordPieceTokenizer``: a BERT-style WordPiece tokenizer. At paper size it is PubMedBERT's
   vocabulary through ``transformers.AutoTokenizer`` (hub or local folder); at tiny size a small
-  vocabulary is trained here, deterministically, on the words the prompt templates use.
+  fixed vocabulary of the words the prompt templates use (``tiny_wordpiece``).
 """
 
 from __future__ import annotations
 
+import re
+import string
 from collections.abc import Sequence
 from functools import lru_cache
 
@@ -96,22 +98,30 @@ def _template_corpus() -> list[str]:
     return words
 
 
-@lru_cache(maxsize=4)
-def tiny_wordpiece(vocab_size: int = 600) -> WordPieceTokenizer:
-    """A small uncased WordPiece vocabulary trained on the prompt templates (offline, seconds)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+@lru_cache(maxsize=1)
+def tiny_wordpiece() -> WordPieceTokenizer:
+    """A small uncased WordPiece vocabulary over the words of the prompt templates, offline.
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    The vocabulary is written out, not trained: every character, every character as a ``##``
+    continuation, and every template word, in sorted order. Trained vocabularies (the
+    ``tokenizers`` trainer) differ between processes (Rust hash-map order breaks ties), and a
+    checkpoint must load in another process. Words outside the templates fall back to pieces.
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    words = {w for text in _template_corpus() for w in re.findall(r"\w+|[^\w\s]", text.lower())}
+    chars = sorted(
+        {c for w in words for c in w}
+        | set(string.ascii_lowercase + string.digits)
+        | set(string.punctuation)
+    )
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = special + chars + [f"##{c}" for c in chars] + sorted(words - set(chars))
+    tok = Tokenizer(models.WordPiece(vocab={t: i for i, t in enumerate(tokens)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, special_tokens=special, show_progress=False
-    )
-    tok.train_from_iterator(_template_corpus(), trainer=trainer)
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
     )
     return WordPieceTokenizer(tok)
 

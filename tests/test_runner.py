@@ -1,0 +1,158 @@
+"""The runner: grids, run ids, key checks, needs, skip, failures, Dask; paper grid counts."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vlsm_lib import paths
+from vlsm_lib.cli import main
+from vlsm_lib.results import parse_run_id, read_run, run_id
+from vlsm_lib.runner import expand, load_study, plan, run_local
+
+
+def _notebook(folder: Path) -> Path:
+    book = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell('x = 1\nfail = False\nrun_dir = ""\ndata_root = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "from vlsm_lib.results import save_run\n"
+        "assert not fail, 'asked to fail'\n"
+        "save_run(run_dir, {'x': x}, metrics={'x': x})"
+    )
+    book.cells = [params, body]
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "tiny.ipynb"
+    nbformat.write(book, path)
+    return path
+
+
+def _params(folder: Path, name: str, text: str) -> Path:
+    path = folder / "suite" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    out = tmp_path / "outputs"
+    monkeypatch.setenv("VLSM_OUTPUTS", str(out))
+    monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))
+    return out
+
+
+def test_run_ids_parse_back():
+    rid = run_id(
+        "finetune",
+        {"model": "clipseg", "dataset": "synth_polyp", "prompt": "p6", "seed": 42, "lr": 0.001},
+    )
+    assert rid == "finetune__clipseg__synth_polyp__p6__s42__lr-0.001"
+    assert parse_run_id(rid) == {
+        "study": "finetune",
+        "model": "clipseg",
+        "dataset": "synth_polyp",
+        "prompt": "p6",
+        "seed": 42,
+        "lr": "0.001",
+    }
+    with pytest.raises(ValueError, match="cannot go into a run id"):
+        run_id("finetune", {"weights": "outputs/x"})
+
+
+def test_grids_expand_with_lists_fixed_values_and_placeholders(tmp_path, outputs):
+    nb = _notebook(tmp_path)
+    study = load_study(
+        _params(
+            tmp_path,
+            "s",
+            f"""
+notebook: {nb}
+defaults: {{fail: false}}
+grid:
+  - {{x: [1, 2]}}
+  - {{x: [3], fixed: {{fail: "{{suite_dir}}/a/{{x}}"}}}}
+""",
+        )
+    )
+    runs = expand(study, outputs)
+    assert [r.run_id for r in runs] == ["s__x-1", "s__x-2", "s__x-3"]
+    assert runs[2].params["fail"] == f"{outputs}/suite/a/3"
+    assert runs[0].params["run_dir"] == str(outputs / "suite" / "s" / "s__x-1")
+
+
+def test_unknown_keys_are_refused_with_the_notebook_parameters(tmp_path, outputs):
+    nb = _notebook(tmp_path)
+    path = _params(tmp_path, "s", f"notebook: {nb}\ngrid: {{y: [1]}}\n")
+    with pytest.raises(KeyError, match=r"no parameter\(s\) \['y'\].*'fail'"):
+        plan([path])
+    bad = _params(tmp_path, "t", f"notebook: {nb}\ngird: {{x: [1]}}\n")
+    with pytest.raises(KeyError, match="unknown key"):
+        plan([bad])
+
+
+def test_needs_must_be_complete_or_in_the_same_invocation(tmp_path, outputs):
+    nb = _notebook(tmp_path)
+    later = _params(tmp_path, "later", f"notebook: {nb}\nneeds: [first]\n")
+    with pytest.raises(RuntimeError, match="run params/suite/first.yaml first"):
+        plan([later])
+    first = _params(tmp_path, "first", f"notebook: {nb}\n")
+    assert [s.name for s, _ in plan([later, first])] == ["first", "later"]
+
+
+def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs, capsys):
+    nb = _notebook(tmp_path)
+    path = _params(tmp_path, "s", f"notebook: {nb}\ngrid: {{fail: [false, true]}}\n")
+    statuses = run_local(plan([path]))
+    assert statuses == {"s__fail-False": "complete", "s__fail-True": "failed"}
+    failed = read_run(outputs / "suite" / "s" / "s__fail-True")
+    assert failed["status"] == "failed" and "asked to fail" in failed["error"]
+    assert (outputs / "suite" / "s" / "s__fail-False" / "notebook.html").is_file()
+    assert (outputs / "suite" / "s" / "index.html").is_file()
+    assert (outputs / "index.html").is_file()
+    assert run_local(plan([path]))["s__fail-False"] == "skipped"
+    assert main(["run", str(path)]) == 1  # a failed run makes the command fail
+    assert "FAILED s__fail-True" in capsys.readouterr().out
+
+
+def test_dask_local_cluster_runs_studies_in_dependency_order(tmp_path, outputs):
+    from vlsm_lib.dask_runner import run_dask
+
+    nb = _notebook(tmp_path)
+    first = _params(tmp_path, "first", f"notebook: {nb}\ngrid: {{x: [1, 2]}}\n")
+    later = _params(tmp_path, "later", f"notebook: {nb}\nneeds: [first]\n")
+    statuses = run_dask(plan([later, first]), workers=2)
+    assert set(statuses.values()) == {"complete"} and len(statuses) == 3
+    start_later = read_run(outputs / "suite" / "later" / "later")["started"]
+    ends_first = [
+        read_run(outputs / "suite" / "first" / f"first__x-{x}")["finished"] for x in (1, 2)
+    ]
+    assert all(end <= start_later for end in ends_first)
+
+
+def test_paper_grid_counts():
+    counts: dict[str, int] = {}
+    for study, runs in plan(sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml"))):
+        counts[study.name] = counts.get(study.name, 0) + len(runs)
+    assert counts["zero_shot"] == 166  # CLIPSeg and CRIS x 83 (dataset, prompt) pairs
+    assert counts["finetune"] == 332  # 4 VLSMs x 83 pairs
+    assert counts["finetune_cnn"] == 30  # 3 CNNs x (8 datasets + 2 pooled sets)
+    assert counts["domain_shift"] == 40  # 4 VLSMs x 10 prompts, pooled-polyp checkpoints
+    files = json.dumps(
+        {
+            s.name: s.notebook.name
+            for s, _ in plan(sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml")))
+        }
+    )
+    assert "statistics" in files
+
+
+def test_dry_run_prints_counts(capsys):
+    assert main(["run", str(paths.REPO_ROOT / "params" / "paper"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "paper/zero_shot: 166 runs" in out and "paper/finetune: 332 runs" in out
