@@ -14,10 +14,14 @@ NOTEBOOKS = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
 SUITES = ["smoke", "demo", "paper"]
 
 
+def _source(cell) -> str:
+    return "".join(cell["source"])  # stored as a list of lines
+
+
 def _code(cell) -> str:
     # IPython magics and shell escapes are not Python; the checks concern Python code
     return "\n".join(
-        line for line in cell["source"].splitlines() if not line.lstrip().startswith(("%", "!"))
+        line for line in _source(cell).splitlines() if not line.lstrip().startswith(("%", "!"))
     )
 
 
@@ -25,7 +29,7 @@ def _code(cell) -> str:
 def test_notebook_is_a_thin_report(path):
     book = json.loads(path.read_text())
     cells = book["cells"]
-    assert cells[0]["cell_type"] == "markdown" and cells[0]["source"].startswith("# ")
+    assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one parameters cell"
     for cell in cells:
@@ -36,7 +40,7 @@ def test_notebook_is_a_thin_report(path):
             assert not isinstance(
                 node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
             ), f"{path.name}: logic belongs in vlsm_lib"
-    assert "save_run(" in cells[-1]["source"], "the last cell saves the run"
+    assert "save_run(" in _source(cells[-1]), "the last cell saves the run"
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -55,19 +59,20 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))
     files = sorted((paths.REPO_ROOT / "params" / "smoke").glob("*.yaml"))
     statuses = run_local(plan(files))
+    suite = tmp_path / "outputs" / "smoke"
+    run_dirs = {p.parent.name: p.parent for p in suite.rglob("run.json")}
+    assert set(run_dirs) == set(statuses)
     failed = {
-        rid: read_run(next((tmp_path / "outputs").rglob(rid))).get("error", "")[-800:]
+        rid: read_run(run_dirs[rid]).get("error", "")[-800:]
         for rid, s in statuses.items()
         if s != "complete"
     }
     assert not failed, failed
-    suite = tmp_path / "outputs" / "smoke"
     table = gather(suite)
     assert {"zero_shot", "finetune", "prompt_ablation", "domain_shift"} <= set(table.study)
     assert table.dice.between(0, 1).all()
-    assert (suite / "statistics" / "statistics" / "summary.csv").is_file()
-    assert pd.read_csv(suite / "statistics" / "statistics" / "summary.csv").shape[0] > 0
-    for rid in statuses:  # every report shows at least one figure
-        html = (next(suite.rglob(rid)) / "notebook.html").read_text()
-        assert "data:image/png;base64" in html, rid
+    summary = run_dirs["statistics"] / "summary.csv"
+    assert summary.is_file() and pd.read_csv(summary).shape[0] > 0
+    for rid, run_dir in run_dirs.items():  # every report shows at least one figure
+        assert "data:image/png;base64" in (run_dir / "notebook.html").read_text(), rid
     assert (tmp_path / "outputs" / "index.html").is_file()

@@ -35,10 +35,18 @@ REMOTE = re.compile(r"""(?<![\w-])(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.
 
 def _run_json(run_id, status, prompt, **extra):
     return {
-        "run_id": run_id, "study": "finetune", "suite": "demo", "notebook": "finetune.ipynb",
+        "run_id": run_id,
+        "study": "finetune",
+        "suite": "demo",
+        "notebook": "finetune.ipynb",
         "params": {"model": "clipseg", "dataset": "synth_polyp", "prompt": prompt, "seed": 42},
-        "status": status, "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:01:15",
-        "seconds": 75.2, "git_sha": "abc123", "versions": {"torch": "2.14.1"}, "device": "cpu",
+        "status": status,
+        "started": "2025-01-01T10:00:00",
+        "finished": "2025-01-01T10:01:15",
+        "seconds": 75.2,
+        "git_sha": "abc123",
+        "versions": {"torch": "2.14.1"},
+        "device": "cpu",
         **extra,
     }
 
@@ -50,22 +58,29 @@ def outputs(tmp_path_factory):
     study = root / "demo" / "finetune"
     run = study / COMPLETE
     run.mkdir(parents=True)
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Fine-tuning report"),
-        new_code_cell("print('dice <b>0.81</b> & done')"),
-        new_code_cell(
-            "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
-            "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()"
-        ),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    NotebookClient(nb, timeout=60, kernel_name="python3", resources={
-        "metadata": {"path": str(run)}}).execute()
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# Fine-tuning report"),
+            new_code_cell("print('dice <b>0.81</b> & done')"),
+            new_code_cell(
+                "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
+                "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()"
+            ),
+        ]
+    )
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    NotebookClient(
+        nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(run)}}
+    ).execute()
     nbformat.write(nb, run / "notebook.ipynb")
     (run / "run.json").write_text(json.dumps(_run_json(COMPLETE, "complete", "p6")))
-    (run / "metrics.json").write_text(json.dumps(
-        {"dice": 0.81234, "iou": 0.7, "hd95": 12.5, "n_images": 48, "loss": 0.1}))
+    (run / "metrics.json").write_text(
+        json.dumps({"dice": 0.81234, "iou": 0.7, "hd95": 12.5, "n_images": 48, "loss": 0.1})
+    )
 
     failed = study / FAILED
     failed.mkdir()
@@ -129,15 +144,25 @@ def test_no_page_references_the_network(outputs):
 
 
 def test_remote_content_in_outputs_is_not_loaded(tmp_path):
-    nb = new_notebook(cells=[
-        new_markdown_cell("![logo](https://example.org/logo.png) and $e^{i\\pi}$"),
-        new_code_cell("display(HTML(...))", execution_count=1, outputs=[new_output(
-            "display_data", data={
-                "text/html": '<script src="https://cdn.example.org/x.js"></script>'
-                             '<link rel="stylesheet" href="//cdn.example.org/x.css">',
-                "text/plain": "<HTML>",
-            })]),
-    ])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("![logo](https://example.org/logo.png) and $e^{i\\pi}$"),
+            new_code_cell(
+                "display(HTML(...))",
+                execution_count=1,
+                outputs=[
+                    new_output(
+                        "display_data",
+                        data={
+                            "text/html": '<script src="https://cdn.example.org/x.js"></script>'
+                            '<link rel="stylesheet" href="//cdn.example.org/x.css">',
+                            "text/plain": "<HTML>",
+                        },
+                    )
+                ],
+            ),
+        ]
+    )
     nbformat.write(nb, tmp_path / "remote.ipynb")
     out = render_html(tmp_path / "remote.ipynb", tmp_path / "out" / "page.html")
     assert out == tmp_path / "out" / "page.html"
@@ -204,7 +229,8 @@ def served(outputs):
             pass
 
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root)))
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -216,16 +242,18 @@ def served(outputs):
 def _check_page(driver, min_images):
     """No console errors (JS errors and failed loads are SEVERE) and every <img> decoded."""
     images = driver.execute_script(
-        "return Array.from(document.images, i => [i.src.slice(0, 60), i.complete, i.naturalWidth])")
+        "return Array.from(document.images, i => [i.src.slice(0, 60), i.complete, i.naturalWidth])"
+    )
     assert len(images) >= min_images, driver.current_url
     assert all(done and width > 0 for _, done, width in images), images
     severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not severe, severe
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(),
-                    reason="browser check needs /usr/bin/chromium "
-                           "(apt-get install chromium chromium-driver)")
+@pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="browser check needs /usr/bin/chromium (apt-get install chromium chromium-driver)",
+)
 def test_pages_render_in_headless_chromium(served, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
@@ -233,15 +261,24 @@ def test_pages_render_in_headless_chromium(served, tmp_path):
     driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tmp_path / 'profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     # An explicit driver path keeps Selenium Manager (which would download) out of the way.
-    driver = webdriver.Chrome(options=options,
-                              service=webdriver.ChromeService(executable_path=driver_path))
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path=driver_path)
+    )
     try:
         driver.set_page_load_timeout(60)
         driver.get(f"{served}/index.html")

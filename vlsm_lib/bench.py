@@ -205,7 +205,8 @@ def device_name(device: torch.device) -> str:
     name = ""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
+            models = (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+            name = next(models, "")
     return name or platform.processor() or platform.machine()
 
 
@@ -342,10 +343,6 @@ def bench_model(
         for key in ("img_s", "step_ms", "peak_mb", "extra_mb"):
             row[f"{phase}_{key}"] = got.get(key, math.nan)
     row["memory_measure"] = results["fwd"]["memory_measure"]
-    del model, opt, x
-    _release_freed_memory()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return row
 
 
@@ -389,6 +386,7 @@ def run(
             try:
                 row = bench_model(name, size, batch, steps, warmup, train, device, amp)
                 row["error"] = ""
+                _release_freed_memory()
             except (RuntimeError, ValueError, KeyError) as err:
                 if not _is_oom(err) and isinstance(err, KeyError):
                     raise  # an unknown model name: a usage error, not a result
@@ -412,15 +410,19 @@ def format_table(df) -> str:
         if shown[col].dtype.kind == "f":
             digits = 2 if col.endswith("_m") else 1
             shown[col] = shown[col].map(lambda v, d=digits: "-" if math.isnan(v) else f"{v:.{d}f}")
+        else:
+            shown[col] = shown[col].fillna("-")
+    if "error" in shown:
+        shown["error"] = shown["error"].astype(str).str.slice(0, 70)
     ok = df[~df["error"].astype(bool)] if "error" in df else df
     facts = ""
     if len(ok) and "device_name" in ok:
         first = ok.iloc[0]
         facts = (
             f"\ndevice: {first['device']} ({first['device_name']}), torch {first['torch']}, "
-            f"{first['threads']} threads, matmul precision {first['matmul_precision']}, "
-            f"amp {bool(first['amp'])}, median of {first['steps']} steps after "
-            f"{first['warmup']} warm-up; memory: {first['memory_measure']}"
+            f"{int(first['threads'])} threads, matmul precision {first['matmul_precision']}, "
+            f"amp {bool(first['amp'])}, median of {int(first['steps'])} steps after "
+            f"{int(first['warmup'])} warm-up; memory: {first['memory_measure']}"
             "\nimg_s: images/second; fwd = no-grad inference, train = forward + Dice/BCE + "
             "backward + AdamW, cached = train step from cached frozen-encoder features; "
             "peak_mb: peak memory (MiB), train_extra_mb: increase during the train phase"
@@ -491,3 +493,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CSV", help="also write every column to this CSV file")
     p.set_defaults(func=_main)
     return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vlsm_lib.bench [options]``: the same as ``vlsm bench [options]``."""
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are built offline; never wait on the hub
+    parser = argparse.ArgumentParser(prog="vlsm")
+    add_parser(parser.add_subparsers(dest="verb", required=True))
+    args = parser.parse_args(["bench", *(sys.argv[1:] if argv is None else argv)])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

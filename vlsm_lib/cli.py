@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     gather.add_argument("--out", help="output path without suffix (default: <study>/gathered)")
     gather.set_defaults(func=_gather)
 
+    from vlsm_lib.bench import add_parser as add_bench
+
+    add_bench(verbs)
+
     report = verbs.add_parser("report", help="rewrite the HTML indexes of outputs/")
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
     report.set_defaults(func=_report)

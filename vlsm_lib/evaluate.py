@@ -8,6 +8,7 @@ empty-mask rule is documented there). Predicted masks can be written as lossless
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,12 @@ def evaluate(
     model.to(device).eval()
     rows = []
     batches = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    for batch in tqdm(batches, desc="evaluate", leave=False, disable=not progress):
+    for batch in tqdm(
+        batches,
+        desc="evaluate",
+        leave=False,
+        disable=not progress or bool(os.environ.get("TQDM_DISABLE")),
+    ):
         logits = model_forward(model, to_device(batch, device)).float()
         preds = (torch.sigmoid(logits) > model.threshold)[:, 0].cpu().numpy()
         for k, pred in enumerate(preds):

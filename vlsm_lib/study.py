@@ -52,12 +52,29 @@ def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path,
     return Path(run_dir), Path(data_root) if data_root else paths.data_root()
 
 
+def parameter_names(notebook: str | Path) -> list[str]:
+    """Names assigned in a notebook's ``parameters`` cell (without importing papermill, which
+    costs seconds in every kernel)."""
+    import ast
+    import json
+
+    book = json.loads((paths.REPO_ROOT / notebook).read_text())
+    for cell in book["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"])
+            return [
+                t.id
+                for node in ast.parse(source).body
+                if isinstance(node, ast.Assign)
+                for t in node.targets
+                if isinstance(t, ast.Name)
+            ]
+    raise ValueError(f"{notebook} has no cell tagged 'parameters'")
+
+
 def notebook_params(namespace: dict, notebook: str) -> dict:
     """The current values of a notebook's declared parameters, read from its namespace."""
-    import papermill
-
-    names = papermill.inspect_notebook(str(paths.REPO_ROOT / notebook))
-    return {name: namespace[name] for name in names if name in namespace}
+    return {name: namespace[name] for name in parameter_names(notebook) if name in namespace}
 
 
 def members(dataset: str) -> list[str]:

@@ -190,7 +190,13 @@ def _train_epoch(
     total, seen = 0.0, 0
     batches = loader(train_set, cfg, shuffle=True, epoch=epoch)
     steps = min(len(batches), cfg.max_steps_per_epoch or len(batches))
-    bar = tqdm(batches, total=steps, desc=f"epoch {epoch}", leave=False, disable=not cfg.progress)
+    bar = tqdm(
+        batches,
+        total=steps,
+        desc=f"epoch {epoch}",
+        leave=False,
+        disable=not cfg.progress or bool(os.environ.get("TQDM_DISABLE")),
+    )
     for step, batch in enumerate(bar):
         if step >= steps:
             break

@@ -88,7 +88,7 @@ SPECS = {
             "synth_shapes",
             "natural scenes",
             scenes.shapes,
-            {"train": 400, "val": 40, "test": 40},
+            {"train": 240, "val": 40, "test": 40},
             stands_for="RefCOCO-style pretraining data",
         ),
     )

@@ -48,7 +48,7 @@ CONFIGS = {
         },
     },
 }
-IMAGE_SIZE = {"paper": (256, 256), "tiny": (128, 128)}
+IMAGE_SIZE = {"paper": (256, 256), "tiny": (64, 64)}  # tiny: a quarter of the CPU cost
 ENCODER = "net.encoder."
 
 
