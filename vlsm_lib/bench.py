@@ -24,8 +24,9 @@ Peak memory covers each whole phase (warm-up included, so the optimiser state is
   phase. Memory freed by an earlier phase but kept by the C allocator hides part of a later
   phase's increase; freed memory is handed back (``malloc_trim``) between phases to limit that.
 
-Models are built with random weights (``weights=None``): pretrained weights run at the same
-speed and need no download. Data loading is not measured (see ``benchmarks/train_overhead.py``).
+Models are built with random weights (``weights=None``), offline: the same shapes and operations
+as pretrained weights (speed effects that depend on the values are not covered). Data loading is
+not measured (see ``benchmarks/train_overhead.py``).
 """
 
 from __future__ import annotations
