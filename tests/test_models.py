@@ -185,3 +185,23 @@ def test_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
         for seed in ("1", "2")
     }
     assert len(outs) == 1
+
+
+def test_biomedclipseg_d_keeps_its_decoder_over_the_base_checkpoint(tmp_path):
+    from vlsm_lib.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    save_checkpoint(create_model("biomedclipseg", size="tiny", train="all"), tmp_path / "base")
+    donor = create_model("clipseg", size="tiny", train="all")
+    save_checkpoint(donor, tmp_path / "clipseg")
+    model = create_model(
+        "biomedclipseg_d",
+        size="tiny",
+        weights=str(tmp_path / "base"),
+        decoder_weights=str(tmp_path / "clipseg"),
+    )
+    base = create_model("biomedclipseg", size="tiny", weights=str(tmp_path / "base"))
+    for key, value in model.decoder.state_dict().items():
+        torch.testing.assert_close(value, donor.net.decoder.state_dict()[key])
+    for key, value in model.towers.state_dict().items():
+        torch.testing.assert_close(value, base.towers.state_dict()[key])

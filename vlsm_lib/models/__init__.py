@@ -58,7 +58,9 @@ def create_model(
     model = build(size=size, weights=None if own else weights, **fixed, **options)
     model.name = name
     if own:
-        _load_own(model, own)
+        # A decoder chosen explicitly (BiomedCLIPSeg-D's decoder_weights) wins over the one
+        # stored in the base checkpoint.
+        _load_own(model, own, keep=("decoder.",) if options.get("decoder_weights") else ())
     model.set_train_policy(train or model.default_policy)
     # How to rebuild it: checkpoints store only what trained and rebuild the rest from these.
     model.build_args = {
@@ -81,7 +83,7 @@ def _own_checkpoint(weights) -> Path | None:
     return None
 
 
-def _load_own(model: SegModel, path: Path) -> None:
+def _load_own(model: SegModel, path: Path, keep: tuple[str, ...] = ()) -> None:
     """Start from a checkpoint of ours, e.g. a tiny model pretrained on synth_shapes."""
     from safetensors.torch import load_file
 
@@ -100,7 +102,9 @@ def _load_own(model: SegModel, path: Path) -> None:
             f"weights {path} do not fit {model.name} ({model.size}): missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}; they were saved from another model or size"
         )
-    model.load_state_dict(state)
+    model.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith(keep or ("\0",))}, strict=not keep
+    )
 
 
 __all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]
