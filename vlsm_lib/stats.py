@@ -81,49 +81,38 @@ def holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return table
 
 
+COMPARISON = ["model", "test_set", "prompt", "n", "mean_a", "mean_b", "mean_diff", "p"]
+
+
+def _compare(pairs, metric: str, alpha: float) -> pd.DataFrame:
+    """Paired tests of (model, test_set, prompt, baseline rows, other rows), Holm-corrected."""
+    rows = [
+        {"model": m, "test_set": t, "prompt": p, **paired_test(a, b, metric)}
+        for m, t, p, a, b in pairs
+    ]
+    return holm(pd.DataFrame(rows, columns=COMPARISON), alpha)
+
+
 def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
     """Each finetuned run against the zero-shot run of the same model, test set and prompt."""
     zs, ft = table[table.study == "zero_shot"], table[table.study == "finetune"]
-    rows = []
+    pairs = []
     for (model, test_set, prompt), tuned in ft.groupby(["model", "test_set", "prompt"]):
         base = zs[(zs.model == model) & (zs.test_set == test_set) & (zs.prompt == prompt)]
         if len(base):
-            rows.append(
-                {
-                    "model": model,
-                    "test_set": test_set,
-                    "prompt": prompt,
-                    **paired_test(base, tuned, metric),
-                }
-            )
-    return holm(
-        pd.DataFrame(
-            rows, columns=["model", "test_set", "prompt", "n", "mean_a", "mean_b", "mean_diff", "p"]
-        ),
-        alpha,
-    )
+            pairs.append((model, test_set, prompt, base, tuned))
+    return _compare(pairs, metric, alpha)
 
 
 def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") -> pd.DataFrame:
     """Finetuned runs with a prompt against the same model and data finetuned with P0."""
     ft = table[table.study == "finetune"]
-    rows = []
+    pairs = []
     for (model, test_set), group in ft.groupby(["model", "test_set"]):
         base = group[group.prompt == empty]
-        if not len(base):
-            continue
-        for prompt, other in group[group.prompt != empty].groupby("prompt"):
-            rows.append(
-                {
-                    "model": model,
-                    "test_set": test_set,
-                    "prompt": prompt,
-                    **paired_test(base, other, metric),
-                }
-            )
-    return holm(
-        pd.DataFrame(
-            rows, columns=["model", "test_set", "prompt", "n", "mean_a", "mean_b", "mean_diff", "p"]
-        ),
-        alpha,
-    )
+        if len(base):
+            pairs += [
+                (model, test_set, prompt, base, other)
+                for prompt, other in group[group.prompt != empty].groupby("prompt")
+            ]
+    return _compare(pairs, metric, alpha)

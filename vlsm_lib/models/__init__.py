@@ -102,9 +102,9 @@ def _load_own(model: SegModel, path: Path, keep: tuple[str, ...] = ()) -> None:
             f"weights {path} do not fit {model.name} ({model.size}): missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}; they were saved from another model or size"
         )
-    model.load_state_dict(
-        {k: v for k, v in state.items() if not k.startswith(keep or ("\0",))}, strict=not keep
-    )
+    if keep:
+        state = {k: v for k, v in state.items() if not k.startswith(keep)}
+    model.load_state_dict(state, strict=not keep)
 
 
 __all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]
