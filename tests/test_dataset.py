@@ -142,6 +142,32 @@ def test_good_dataset_keys_shapes_dtypes(tmp_path):
     assert ds.split == "train" and len(ds.records) == 3
 
 
+def test_sample_cache_gives_the_same_samples_and_reads_each_file_once(tmp_path, monkeypatch):
+    import vlsm_lib.data.dataset as dataset_module
+
+    make_dataset(tmp_path, n=4)
+    plain = ImageTextMaskDataset(tmp_path, "toy", "train", PRE, prompt="random", cache_mb=0)
+    cached = ImageTextMaskDataset(tmp_path, "toy", "train", PRE, prompt="random")
+    reads = []
+    real_read = dataset_module.read_image
+    monkeypatch.setattr(dataset_module, "read_image", lambda p: reads.append(p) or real_read(p))
+    for epoch in range(3):  # prompts change with the epoch; pixels, masks and tokens must follow
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for i in range(len(plain)):
+            a, b = plain[i], cached[i]
+            assert set(a) == set(b)
+            for key in a:
+                if torch.is_tensor(a[key]):
+                    assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+                else:
+                    assert a[key] == b[key], key
+    assert len(reads) == 3 * 4 + 4  # the uncached set reads every epoch, the cached one once
+    tight = ImageTextMaskDataset(tmp_path, "toy", "train", PRE, cache_mb=1e-9)
+    tight[0]
+    assert not tight._samples  # over its RAM cap the cache keeps nothing
+
+
 def test_no_tokenizer_omits_text_tensors(tmp_path):
     make_dataset(tmp_path)
     s = load_dataset(tmp_path, "toy", "train", PRE_NO_TEXT)[0]

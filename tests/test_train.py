@@ -1,6 +1,7 @@
 """The engine: fit learns, resumes exactly, fails clearly; cache, checkpoints, evaluate, augment."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -59,8 +60,11 @@ def test_short_training_raises_dice_far_above_before(polyps, tmp_path):
     assert len(result.history) == 10 and result.stopped == "max_epochs"
 
 
-def test_interrupted_fit_resumes_to_the_same_weights(polyps, tmp_path):
-    cfg = _cfg(max_epochs=3, max_steps_per_epoch=3)
+@pytest.mark.parametrize("state_every_s, replayed", [(0.0, [2]), (1e9, [0, 1, 2])])
+def test_interrupted_fit_resumes_to_the_same_weights(polyps, tmp_path, state_every_s, replayed):
+    """Every epoch's state written (0 s): the resumed run trains epoch 2 only. States throttled
+    (never before the last epoch): it restarts from epoch 0. Both end on the same weights."""
+    cfg = _cfg(max_epochs=3, max_steps_per_epoch=3, state_every_s=state_every_s)
     straight = _tiny()
     fit(straight, *_sets(polyps, straight), cfg, tmp_path / "straight")
 
@@ -71,8 +75,18 @@ def test_interrupted_fit_resumes_to_the_same_weights(polyps, tmp_path):
     first = _tiny()
     with pytest.raises(KeyboardInterrupt):
         fit(first, *_sets(polyps, first), cfg, tmp_path / "resumed", on_epoch_end=interrupt)
-    again = _tiny(seed=123)  # a fresh process would rebuild the model with other random weights
-    result = fit(again, *_sets(polyps, again), cfg, tmp_path / "resumed")
+    # with a state to load, the rebuilt model's own weights must not matter (other seed); with
+    # none, a fresh process rebuilds them as the notebook does, seeded
+    again = _tiny(seed=123 if replayed == [2] else 0)
+    trained = []
+    result = fit(
+        again,
+        *_sets(polyps, again),
+        cfg,
+        tmp_path / "resumed",
+        on_epoch_end=lambda row: trained.append(row["epoch"]),
+    )
+    assert trained == replayed
     assert result.epochs_run == 3 and [r["epoch"] for r in result.history] == [0, 1, 2]
     for (name, a), (_, b) in zip(straight.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
@@ -109,6 +123,18 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(polyps,
         fit(model, NaNAfterFirstEpoch(train), val, _cfg(max_steps_per_epoch=2), tmp_path)
     kept = load_checkpoint(tmp_path)
     assert all(torch.isfinite(p).all() for p in kept.parameters())
+
+
+def test_max_steps_per_epoch_loads_only_the_batches_it_uses(polyps, tmp_path):
+    model = _tiny()
+    train, val = _sets(polyps, model)
+    loaded = []
+    getitem = type(train).__getitem__
+    train.__class__ = type("Counting", (type(train),), {
+        "__getitem__": lambda self, i: loaded.append(i) or getitem(self, i)
+    })  # fmt: skip
+    fit(model, train, val, _cfg(max_epochs=2, batch_size=8, max_steps_per_epoch=2), tmp_path)
+    assert len(loaded) == 2 * 2 * 8
 
 
 def test_empty_validation_set_is_an_error(polyps, tmp_path):
@@ -198,6 +224,22 @@ def test_evaluate_rows_at_original_resolution_and_saved_masks(polyps, tmp_path):
     expected = 1.0 if pred.sum() + truth.sum() == 0 else 2 * inter / (pred.sum() + truth.sum())
     assert row.dice == pytest.approx(expected)
     assert row.tp + row.fp + row.fn + row.tn == 128 * 128
+
+
+def test_gathered_rows_keep_the_training_set_apart_from_each_image_source(polyps, tmp_path):
+    """A pooled run's per-image table: ``source`` is the member an image comes from, ``dataset``
+    the run's training set (evaluate's column once shadowed the run parameter)."""
+    from vlsm_lib.data.dataset import PooledDataset
+    from vlsm_lib.results import PER_IMAGE, save_run
+
+    model = _tiny("unet").eval()
+    (test,) = _sets(polyps, model, splits=("test",))
+    pooled = PooledDataset([test, test])
+    table = evaluate(model, pooled, batch_size=8, progress=False)
+    save_run(tmp_path, {"model": "unet", "dataset": "synth_pooled", "prompt": "p6"}, table)
+    saved = pd.read_parquet(tmp_path / PER_IMAGE)
+    assert (saved["dataset"] == "synth_pooled").all()
+    assert (saved["source"] == "synth_polyp").all() and len(saved) == 2 * len(test)
 
 
 def test_augmentation_moves_image_and_mask_together():

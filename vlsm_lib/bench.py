@@ -312,7 +312,7 @@ def bench_model(
 
     loss_fn = make_loss("dice_bce")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, foreach=True)  # as fit (train.make_optimizer)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def update(logits_fn):

@@ -23,8 +23,10 @@ from vlsm_lib.metrics import image_metrics
 from vlsm_lib.models import SegModel
 from vlsm_lib.train import model_forward, to_device
 
+# "source" is the dataset the image comes from (a member of a pooled set); it is not called
+# "dataset" so that gathered tables keep that name for the run's training-set parameter.
 COLUMNS = [
-    "dataset",
+    "source",
     "image_id",
     "prompt_text",
     "dice",
@@ -95,7 +97,7 @@ def evaluate(
             scores = image_metrics(pred, truth, tolerance=tolerance, surface=surface)
             rows.append(
                 {
-                    "dataset": batch["dataset"][k],
+                    "source": batch["dataset"][k],
                     "image_id": batch["image_id"][k],
                     "prompt_text": batch["prompt"][k],
                     **scores,
