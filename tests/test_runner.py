@@ -135,6 +135,28 @@ def test_dask_local_cluster_runs_studies_in_dependency_order(tmp_path, outputs):
     assert all(end <= start_later for end in ends_first)
 
 
+def test_dask_submits_higher_priority_studies_first(tmp_path, outputs, monkeypatch):
+    """``priority:`` reaches Dask: a study's runs outrank lower studies, grid order inside."""
+    from dask.distributed import Client
+
+    from vlsm_lib.dask_runner import run_dask
+
+    nb = _notebook(tmp_path)
+    low = _params(tmp_path, "low", f"notebook: {nb}\n")
+    high = _params(tmp_path, "high", f"notebook: {nb}\npriority: 2\ngrid: {{x: [1, 2]}}\n")
+    assert load_study(low).priority == 0 and load_study(high).priority == 2
+    seen = {}
+    submit = Client.submit
+
+    def spy(self, fn, *args, key=None, priority=0, **kwargs):
+        seen[key] = priority
+        return submit(self, fn, *args, key=key, priority=priority, **kwargs)
+
+    monkeypatch.setattr(Client, "submit", spy)
+    assert set(run_dask(plan([low, high]), workers=1).values()) == {"complete"}
+    assert seen["run-high__x-1"] > seen["run-high__x-2"] > seen["run-low"]
+
+
 def test_paper_grid_counts():
     counts: dict[str, int] = {}
     for study, runs in plan(sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml"))):

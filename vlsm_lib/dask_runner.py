@@ -40,8 +40,16 @@ def run_dask(
         for study, runs in planned:
             needed = [f for need in study.needs for f in by_study.get(need, [])]
             mine = [
-                client.submit(_task, run, force, *needed, key=f"run-{run.run_id}", pure=False)
-                for run in runs
+                client.submit(
+                    _task,
+                    run,
+                    force,
+                    *needed,
+                    key=f"run-{run.run_id}",
+                    pure=False,
+                    priority=study.priority * 100_000 + len(runs) - i,  # then grid order
+                )
+                for i, run in enumerate(runs)
             ]
             by_study.setdefault(study.name, []).extend(mine)
             futures += mine

@@ -34,7 +34,7 @@ from vlsm_lib import paths
 from vlsm_lib.results import RUN_JSON, is_complete, now, read_run, run_id, write_json
 
 INJECTED = ("run_dir", "data_root")
-KEYS = {"notebook", "study", "needs", "defaults", "grid", "description"}
+KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
 
 
 @dataclass
@@ -57,6 +57,9 @@ class Study:
     needs: list[str] = field(default_factory=list)
     description: str = ""
     source: Path | None = None
+    # Dask: among runs whose needs are met, higher-priority studies start first (and, inside a
+    # study, earlier grid entries); put the studies on the critical path and long runs first.
+    priority: int = 0
 
 
 def load_study(path: str | Path) -> Study:
@@ -92,6 +95,7 @@ def load_study(path: str | Path) -> Study:
         needs=list(spec.get("needs") or []),
         description=spec.get("description", ""),
         source=path,
+        priority=int(spec.get("priority", 0)),
     )
 
 
