@@ -275,8 +275,10 @@ def bench_model(
     ``<phase>_img_s``, ``<phase>_step_ms``, ``<phase>_peak_mb``, ``<phase>_extra_mb`` (NaN for
     ``cached`` when the model's encoders are not frozen), plus ``memory_measure``.
     """
+    from vlsm_lib.config import TrainConfig
     from vlsm_lib.losses import make_loss
     from vlsm_lib.models import create_model
+    from vlsm_lib.train import make_optimizer
 
     if batch < 1 or steps < 1 or warmup < 0:
         raise ValueError("batch and steps must be >= 1 and warmup >= 0")
@@ -312,7 +314,7 @@ def bench_model(
 
     loss_fn = make_loss("dice_bce")
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, foreach=True)  # as fit (train.make_optimizer)
+    opt = make_optimizer(params, TrainConfig(lr=lr))  # the AdamW fit builds
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
 
     def update(logits_fn):

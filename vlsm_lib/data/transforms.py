@@ -41,19 +41,12 @@ class Preprocess:
 
     def image(self, img: Image.Image) -> torch.Tensor:
         """RGB PIL image -> (3, H, W) float32, resized bilinear (antialiased) and normalised."""
-        return self.normalise(self.resize(img))
-
-    def resize(self, img: Image.Image) -> np.ndarray:
-        """RGB PIL image -> (H, W, 3) uint8 at the network size (the cacheable half of image)."""
         h, w = self.image_size
-        return np.array(img.convert("RGB").resize((w, h), Image.BILINEAR))  # writable copy
-
-    def normalise(self, arr: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 from ``resize`` -> (3, H, W) float32 scaled to [0, 1] and normalised."""
-        chw = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-        out = chw.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+        hwc = torch.from_numpy(np.array(img.convert("RGB").resize((w, h), Image.BILINEAR)))
+        out = hwc.permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
         mean = torch.tensor(self.mean, dtype=torch.float32)[:, None, None]
-        return out.sub_(mean).div_(torch.tensor(self.std, dtype=torch.float32)[:, None, None])
+        std = torch.tensor(self.std, dtype=torch.float32)[:, None, None]
+        return out.div_(255.0).sub_(mean).div_(std)
 
     def mask(self, mask: np.ndarray) -> torch.Tensor:
         """Binary (h, w) bool mask -> (1, H, W) float32 in {0, 1}, resized nearest."""
