@@ -46,6 +46,8 @@ from pathlib import Path
 
 import torch
 
+from vlsm_lib import runtime
+
 PROMPTS = (
     "one small pink round polyp, located in top left of the image",
     "polyp",
@@ -271,7 +273,7 @@ def bench_model(
 
     Returns a flat dict: identification (model, size, train, batch, image_size, params,
     trainable_params, params_m, trainable_m, device, device_name, torch, threads,
-    matmul_precision, amp, steps, warmup) and per phase ``fwd`` / ``train`` / ``cached``:
+    matmul_precision, flush_denormal, amp, steps, warmup) and per phase ``fwd`` / ``train`` / ``cached``:
     ``<phase>_img_s``, ``<phase>_step_ms``, ``<phase>_peak_mb``, ``<phase>_extra_mb`` (NaN for
     ``cached`` when the model's encoders are not frozen), plus ``memory_measure``.
     """
@@ -303,6 +305,7 @@ def bench_model(
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "matmul_precision": torch.get_float32_matmul_precision(),
+        "flush_denormal": runtime.state()["flush_denormal"],
         "amp": amp,
         "steps": steps,
         "warmup": warmup,
@@ -378,6 +381,7 @@ def run(
     from vlsm_lib.models import list_models
 
     models = list(models or list_models())
+    runtime.apply()  # the CPU settings fit uses (runtime.py), on this thread's torch threads
     previous = torch.get_float32_matmul_precision()
     if matmul_precision:
         torch.set_float32_matmul_precision(matmul_precision)

@@ -18,6 +18,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.dataset import read_mask
 from vlsm_lib.metrics import image_metrics
 from vlsm_lib.models import SegModel

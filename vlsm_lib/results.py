@@ -18,6 +18,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -124,6 +125,12 @@ def device_name() -> str:
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
+def cpu_tuning() -> dict | None:
+    """vlsm_lib.runtime's CPU settings in this process; None if nothing here imported torch."""
+    module = sys.modules.get("vlsm_lib.runtime")
+    return module.state() if module else None
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -180,6 +187,7 @@ def save_run(
             "git_sha": git_sha(),
             "versions": versions(),
             "device": device_name(),
+            "cpu_tuning": cpu_tuning(),
             "started": started,
             "finished": now(),
             **(extra or {}),

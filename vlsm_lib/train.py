@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from vlsm_lib import runtime
 from vlsm_lib.checkpoint import load_state, save_checkpoint, trained_state
 from vlsm_lib.config import TrainConfig
 from vlsm_lib.features import FeatureCache
@@ -143,6 +144,7 @@ def fit(
         raise ValueError("empty validation set: early stopping and the best checkpoint need one")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    runtime.apply()  # denormals flushed on this thread's torch threads too (runtime.py)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     seed_everything(cfg.seed)
     device = pick_device()

@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, Dataset
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
+
 from .transforms import Preprocess
 
 RANDOM = "random"

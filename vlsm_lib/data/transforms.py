@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
+
 # tokenizer(texts, context_length) -> (input_ids (N, L) int64, attention_mask (N, L) int64)
 Tokenizer = Callable[[Sequence[str], int], tuple[torch.Tensor, torch.Tensor]]
 

@@ -27,6 +27,7 @@ from torch import nn
 from transformers import BertConfig, CLIPSegConfig
 from transformers.models.clipseg.modeling_clipseg import CLIPSegDecoder
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models import clipseg
 from vlsm_lib.models.base import SegModel, stable_head_init, weights_error

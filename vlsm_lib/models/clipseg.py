@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from vlsm_lib.models.base import SegModel, stable_head_init, weights_error
 from vlsm_lib.models.tokenizers import ClipBPETokenizer

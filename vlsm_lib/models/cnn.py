@@ -15,6 +15,7 @@ from pathlib import Path
 import segmentation_models_pytorch as smp
 import torch
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from vlsm_lib.models.base import SegModel, WeightsUnavailable, weights_error
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models.base import SegModel, WeightsUnavailable, weights_error
 from vlsm_lib.models.tokenizers import ClipBPETokenizer
