@@ -1,5 +1,7 @@
 """The engine: fit learns, resumes exactly, fails clearly; cache, checkpoints, evaluate, augment."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,6 +92,13 @@ def test_interrupted_fit_resumes_to_the_same_weights(polyps, tmp_path, state_eve
     assert result.epochs_run == 3 and [r["epoch"] for r in result.history] == [0, 1, 2]
     for (name, a), (_, b) in zip(straight.state_dict().items(), again.state_dict().items()):
         assert torch.equal(a, b), name
+    # the best checkpoint too: same epoch, same weights (held in RAM between throttled writes)
+    runs = ("straight", "resumed")
+    best = [load_file(str(tmp_path / d / "checkpoint.safetensors")) for d in runs]
+    assert best[0].keys() == best[1].keys()
+    assert all(torch.equal(best[0][k], best[1][k]) for k in best[0])
+    meta = [json.loads((tmp_path / d / "model.json").read_text()) for d in runs]
+    assert meta[0]["epoch"] == meta[1]["epoch"] == result.best_epoch
 
 
 def test_early_stopping_waits_for_min_epochs(polyps, tmp_path):
@@ -116,13 +125,19 @@ class NaNAfterFirstEpoch(torch.utils.data.Dataset):
         return item
 
 
-def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(polyps, tmp_path):
+@pytest.mark.parametrize("state_every_s", [0.0, 1e9])
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_best_checkpoint(
+    polyps, tmp_path, state_every_s
+):
+    """Written after epoch 0 (0 s), or held in RAM and written as the error leaves fit (1e9 s)."""
     model = _tiny("unet")
     train, val = _sets(polyps, model)
+    cfg = _cfg(max_steps_per_epoch=2, state_every_s=state_every_s)
     with pytest.raises(NonFiniteLoss, match="epoch 1"):
-        fit(model, NaNAfterFirstEpoch(train), val, _cfg(max_steps_per_epoch=2), tmp_path)
+        fit(model, NaNAfterFirstEpoch(train), val, cfg, tmp_path)
     kept = load_checkpoint(tmp_path)
     assert all(torch.isfinite(p).all() for p in kept.parameters())
+    assert json.loads((tmp_path / "model.json").read_text())["epoch"] == 0
 
 
 def test_max_steps_per_epoch_loads_only_the_batches_it_uses(polyps, tmp_path):

@@ -273,7 +273,8 @@ def bench_model(
 
     Returns a flat dict: identification (model, size, train, batch, image_size, params,
     trainable_params, params_m, trainable_m, device, device_name, torch, threads,
-    matmul_precision, flush_denormal, amp, steps, warmup) and per phase ``fwd`` / ``train`` / ``cached``:
+    matmul_precision, flush_denormal, amp, steps, warmup) and per phase ``fwd`` / ``train`` /
+    ``cached``:
     ``<phase>_img_s``, ``<phase>_step_ms``, ``<phase>_peak_mb``, ``<phase>_extra_mb`` (NaN for
     ``cached`` when the model's encoders are not frozen), plus ``memory_measure``.
     """

@@ -46,11 +46,19 @@ def _atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(model: SegModel, folder: str | Path, extra: dict | None = None) -> Path:
-    """Write ``checkpoint.safetensors`` and ``model.json`` into ``folder``; returns the weights."""
+def save_checkpoint(
+    model: SegModel,
+    folder: str | Path,
+    extra: dict | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``checkpoint.safetensors`` and ``model.json`` into ``folder``; returns the weights.
+
+    ``state``: the weights to write (a ``trained_state(model)`` taken earlier); default: now's.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = trained_state(model)
+    state = trained_state(model) if state is None else state
     _atomic(folder / WEIGHTS, lambda p: save_file(state, str(p)))
     meta = {
         **getattr(model, "build_args", {}),

@@ -7,11 +7,15 @@ and ``train_state.pt`` holds what an interrupted run needs to resume exactly whe
 trained weights, optimiser, scheduler, scaler, RNG state, counters, history. Data order is a
 function of (seed, epoch), so a resumed run sees the batches it would have seen.
 
-The state is written after an epoch when ``TrainConfig.state_every_s`` seconds have passed since
-the last write (default 5; 0 = after every epoch) and always after the run's last epoch. Paper-size
-epochs take minutes, so each is saved; a tiny model's half-second epochs would otherwise spend
-~20 % of the run writing its 21 MB state (measured, benchmarks/README.md). A run killed between
-writes resumes from the last written epoch and still ends with the same weights (tested).
+Files are written after an epoch when ``TrainConfig.state_every_s`` seconds have passed since the
+last write (default 5; 0 = after every epoch), and always when the run ends, however it ends (last
+epoch, early stopping, NaN loss, an exception or Ctrl-C): first the best checkpoint, if a better
+epoch came since the last write (its weights are kept in RAM until then), then the state.
+Paper-size epochs take minutes, so each is saved; a tiny model's half-second epochs would
+otherwise spend ~20 % of the run writing its 21 MB state and 7 MB checkpoint (measured,
+benchmarks/README.md). On disk, checkpoint and state always come from the same write, so a run
+killed between writes resumes from the last written epoch, replays the rest and still ends with
+the same weights and best checkpoint (tested).
 """
 
 from __future__ import annotations
@@ -162,45 +166,79 @@ def fit(
     if resume and (run_dir / STATE).is_file():
         bad_epochs = _load_state(run_dir / STATE, model, opt, sched, scaler, result)
     augment = _augmenter(model, cfg)
-    last_write = time.monotonic()
-    for epoch in range(result.epochs_run, cfg.max_epochs):
-        t0 = time.perf_counter()
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        train_loss = _train_epoch(
-            model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
-        )
-        val_loss, val_dice = validate(model, val_set, cfg, loss_fn, forward, device)
-        sched.step(val_loss)
-        improved = val_dice > result.best_val_dice + cfg.min_delta
-        if improved:
-            result.best_val_dice, result.best_epoch, bad_epochs = val_dice, epoch, 0
-            save_checkpoint(model, run_dir, {"epoch": epoch, "val_dice": val_dice})
-        else:
-            bad_epochs += 1
-        row = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "val_loss": val_loss,
-            "val_dice": val_dice,
-            "lr": opt.param_groups[0]["lr"],
-            "seconds": time.perf_counter() - t0,
-            "improved": improved,
-        }
-        result.history.append(row)
-        result.epochs_run = epoch + 1
-        stop = result.epochs_run >= cfg.min_epochs and bad_epochs >= cfg.patience
-        last = stop or result.epochs_run == cfg.max_epochs
-        if last or time.monotonic() - last_write >= cfg.state_every_s:
-            _save_state(run_dir / STATE, model, opt, sched, scaler, result, bad_epochs)
-            last_write = time.monotonic()
-        if on_epoch_end:
-            on_epoch_end(row)
-        if stop:
-            result.stopped = "early_stopping"
-            return result
-    result.stopped = "max_epochs"
-    return result
+    writer = _Writer(run_dir, model, opt, sched, scaler, result)
+    try:
+        for epoch in range(result.epochs_run, cfg.max_epochs):
+            t0 = time.perf_counter()
+            if hasattr(train_set, "set_epoch"):
+                train_set.set_epoch(epoch)
+            train_loss = _train_epoch(
+                model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
+            )
+            val_loss, val_dice = validate(model, val_set, cfg, loss_fn, forward, device)
+            sched.step(val_loss)
+            improved = val_dice > result.best_val_dice + cfg.min_delta
+            if improved:
+                result.best_val_dice, result.best_epoch, bad_epochs = val_dice, epoch, 0
+                writer.improved(epoch, val_dice)
+            else:
+                bad_epochs += 1
+            row = {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "val_dice": val_dice,
+                "lr": opt.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+                "improved": improved,
+            }
+            result.history.append(row)
+            result.epochs_run = epoch + 1
+            stop = result.epochs_run >= cfg.min_epochs and bad_epochs >= cfg.patience
+            last = stop or result.epochs_run == cfg.max_epochs
+            writer.after_epoch(bad_epochs, last, cfg.state_every_s)
+            if on_epoch_end:
+                on_epoch_end(row)
+            if stop:
+                result.stopped = "early_stopping"
+                return result
+        result.stopped = "max_epochs"
+        return result
+    finally:
+        writer.flush_checkpoint()  # the best weights are never lost, however the run ends
+
+
+class _Writer:
+    """Writes the best checkpoint and the resumable state (see the module docstring)."""
+
+    def __init__(self, run_dir: Path, model, opt, sched, scaler, result: FitResult):
+        self.run_dir, self.model, self.result = run_dir, model, result
+        self.opt, self.sched, self.scaler = opt, sched, scaler
+        self.pending: tuple[dict, dict] | None = None  # best weights not written yet, their info
+        self.last = time.monotonic()
+
+    def improved(self, epoch: int, val_dice: float) -> None:
+        self.pending = (trained_state(self.model), {"epoch": epoch, "val_dice": val_dice})
+
+    def flush_checkpoint(self) -> None:
+        if self.pending is not None:
+            state, info = self.pending
+            save_checkpoint(self.model, self.run_dir, info, state=state)
+            self.pending = None
+
+    def after_epoch(self, bad_epochs: int, last: bool, every_s: float) -> None:
+        if last or time.monotonic() - self.last >= every_s:
+            self.flush_checkpoint()
+            _save_state(
+                self.run_dir / STATE,
+                self.model,
+                self.opt,
+                self.sched,
+                self.scaler,
+                self.result,
+                bad_epochs,
+            )
+            self.last = time.monotonic()
 
 
 def _train_epoch(
