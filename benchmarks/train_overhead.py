@@ -53,6 +53,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup hangs offline
 
@@ -60,6 +61,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import vlsm_lib.train as T  # noqa: E402
+from vlsm_lib import runtime  # noqa: E402
 from vlsm_lib.config import TrainConfig  # noqa: E402
 from vlsm_lib.data.dataset import load_dataset  # noqa: E402
 from vlsm_lib.data.synthetic import write_dataset  # noqa: E402
@@ -367,36 +369,60 @@ def whole_bare(setup: Setup, epoch_batches, val_batches) -> dict:
     }
 
 
+def whole_bare_loader(setup: Setup) -> dict:
+    """The bare loop reading its data as fit does: datasets built afresh (the first epoch
+    decodes every image), batches and validation batches through ``train.loader``."""
+    loss_fn = make_loss(setup.cfg.loss)
+    t0 = time.perf_counter()
+    train_set, val_set = cold(setup.train_set), cold(setup.val_set)
+    opt = make_opt(setup)
+    train_s = val_s = 0.0
+    for epoch in range(setup.epochs):
+        batches = T.loader(train_set, setup.cfg, shuffle=True, epoch=epoch)
+        train_s += bare_steps(setup, batches, opt, loss_fn)
+        t1 = time.perf_counter()
+        bare_validate(setup, T.loader(val_set, setup.cfg, shuffle=False), loss_fn)
+        val_s += time.perf_counter() - t1
+    total = time.perf_counter() - t0
+    return {
+        "total_s": total,
+        "parts_s": {"train": train_s, "validate": val_s, "other": total - train_s - val_s},
+    }
+
+
 def whole_run(setup: Setup) -> dict:
     if setup.whole_train:
         subset = torch.utils.data.Subset(setup.train_set, range(setup.whole_train))
         setup = dataclasses.replace(setup, train_set=subset)
     epoch_batches = [preload(setup, setup.train_set, e, True) for e in range(setup.epochs)]
     val_batches = preload(setup, setup.val_set, 0, False)
-    runs = {"fit": [], "bare": []}
+    names = (
+        ("fit", "bare", "bare_loader") if setup.notes.get("whole_bare_loader") else ("fit", "bare")
+    )
+    runs = {name: [] for name in names}
     bare_validate(setup, val_batches, make_loss(setup.cfg.loss))  # warm-up: first eval pass
     for r in range(setup.whole_rounds):
-        order = ("fit", "bare") if r % 2 == 0 else ("bare", "fit")
-        for name in order:
+        for name in names if r % 2 == 0 else names[::-1]:
             if name == "fit":
                 runs[name].append(whole_fit(setup))
-            else:
+            elif name == "bare":
                 runs[name].append(whole_bare(setup, epoch_batches, val_batches))
+            else:
+                runs[name].append(whole_bare_loader(setup))
         log(
-            f"[{setup.label}] whole run {r + 1}/{setup.whole_rounds}: fit "
-            f"{runs['fit'][-1]['total_s']:.1f} s, bare {runs['bare'][-1]['total_s']:.1f} s"
+            f"[{setup.label}] whole run {r + 1}/{setup.whole_rounds}: "
+            + ", ".join(f"{n} {runs[n][-1]['total_s']:.1f} s" for n in names)
         )
     fit_t = [x["total_s"] for x in runs["fit"]]
-    bare_t = [x["total_s"] for x in runs["bare"]]
-    return {
-        "runs": runs,
-        "train_images": len(setup.train_set),
-        "steps_per_epoch": setup.steps,
-        "fit_median_s": med(fit_t),
-        "bare_median_s": med(bare_t),
-        "ratio": med(fit_t) / med(bare_t),
-        "paired_ratio_median": med([f / b for f, b in zip(fit_t, bare_t)]),
-    }
+    out = {"runs": runs, "train_images": len(setup.train_set), "steps_per_epoch": setup.steps}
+    out["fit_median_s"] = med(fit_t)
+    for name in names[1:]:
+        base = [x["total_s"] for x in runs[name]]
+        suffix = "" if name == "bare" else f"_{name}"
+        out[f"{name}_median_s"] = med(base)
+        out[f"ratio{suffix}"] = med(fit_t) / med(base)
+        out[f"paired_ratio_median{suffix}"] = med([f / b for f, b in zip(fit_t, base)])
+    return out
 
 
 def profile_epoch(setup: Setup) -> dict:
@@ -514,20 +540,26 @@ def cache_bench(
     decoder(1)  # warm-up
     out = {}
     for precision in precisions:
-        cfg = dataclasses.replace(cfg, matmul_precision=precision)
-        torch.set_float32_matmul_precision(precision)  # for the decoder step; fit sets its own
+        # "medium_forced": torch's own "medium" even where fit would apply "highest" (a CPU
+        # without bf16 instructions, vlsm_lib.runtime.matmul_precision): measures that choice
+        requested, forced = precision.removesuffix("_forced"), precision.endswith("_forced")
+        applied = requested if forced else runtime.matmul_precision(requested, "cpu")
+        cfg = dataclasses.replace(cfg, matmul_precision=requested)
+        torch.set_float32_matmul_precision(applied)  # for the decoder step; fit sets its own
+        as_asked = mock.patch.object(runtime, "matmul_precision", lambda asked, device: asked)
         got = {"off": [], "memory": [], "fill": [], "decoder": []}
         for r in range(rounds):
             order = ("off", "memory", "decoder")
             for name in order if r % 2 == 0 else order[::-1]:
-                if name == "off":
-                    got["off"].append(fit_run("off", 1, FitProbe())[0])
-                elif name == "memory":
-                    per = fit_run("memory", 1 + cached_epochs, FitProbe())
-                    got["fill"].append(per[0])
-                    got["memory"].append(med(per[1:]))
-                else:
-                    got["decoder"].append(decoder())
+                with as_asked if forced else contextlib.nullcontext():
+                    if name == "off":
+                        got["off"].append(fit_run("off", 1, FitProbe())[0])
+                    elif name == "memory":
+                        per = fit_run("memory", 1 + cached_epochs, FitProbe())
+                        got["fill"].append(per[0])
+                        got["memory"].append(med(per[1:]))
+                    else:
+                        got["decoder"].append(decoder())
             log(
                 f"[{label}] cache, precision {precision}, round {r + 1}/{rounds}: off "
                 f"{got['off'][-1]:.3f} s/step, memory {got['memory'][-1]:.3f} (fill "
@@ -535,6 +567,8 @@ def cache_bench(
             )
         m = {k: med(v) for k, v in got.items()}
         out[precision] = {
+            "requested": requested,
+            "applied": applied,
             **{f"{k}_s_per_step": v for k, v in got.items()},
             **{f"{k}_median_s": v for k, v in m.items()},
             "speedup": m["off"] / m["memory"],
@@ -651,10 +685,13 @@ def markdown(res: dict) -> str:
         "",
         "## (a) whole run: fit(max_epochs=E) against E bare epochs + bare validation (s, median)",
         "",
-        "| setup | train images x epochs | fit | bare | fit / bare | paired median | fit: train / "
-        "validate / checkpoint / state / other | bookkeeping share | bare: train / validate | "
-        "files written by fit |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "bare: batches loaded before timing; bare_loader (tiny): the bare loop reading the same "
+        "files through the same DataLoader from datasets built afresh, as fit does.",
+        "",
+        "| setup | train images x epochs | fit | bare | fit / bare | paired median | bare_loader | "
+        "fit / bare_loader (paired) | fit: train / validate / checkpoint / state / other | "
+        "bookkeeping share | bare: train / validate | files written by fit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, o in res["overhead"].items():
         w = o["whole_run"]
@@ -677,7 +714,14 @@ def markdown(res: dict) -> str:
         lines.append(
             f"| {label} | {w['train_images']} x {w['runs']['fit'][0]['epochs']} | "
             f"{w['fit_median_s']:.2f} | {w['bare_median_s']:.2f} | **{w['ratio']:.3f}** | "
-            f"{w['paired_ratio_median']:.3f} | {fp.get('_train_epoch', 0):.2f} / "
+            f"{w['paired_ratio_median']:.3f} | "
+            + (
+                f"{w['bare_loader_median_s']:.2f} | **{w['ratio_bare_loader']:.3f}** "
+                f"({w['paired_ratio_median_bare_loader']:.3f}) | "
+                if "ratio_bare_loader" in w
+                else "- | - | "
+            )
+            + f"{fp.get('_train_epoch', 0):.2f} / "
             f"{fp.get('validate', 0):.2f} / {fp.get('save_checkpoint', 0):.3f} / "
             f"{fp.get('_save_state', 0):.3f} ({w['runs']['fit'][0]['calls'].get('_save_state', 0)}"
             f" writes) / {fp['other']:.3f} | {book:.2%} | "
@@ -698,13 +742,18 @@ def markdown(res: dict) -> str:
             "which fills the cache); decoder: the bare decoder-only step on precomputed features "
             "(decode, loss, backward, clip, AdamW; no data loading), the floor of a cached step.",
             "",
+            "Precision: asked for (TrainConfig.matmul_precision) -> applied "
+            '(vlsm_lib.runtime.matmul_precision: "highest" for reduced precisions on a CPU '
+            'without bf16 instructions); medium_forced: torch\'s own "medium" regardless.',
+            "",
             "| matmul precision | off | memory | fill epoch | decoder | **off / memory** | "
             "off / decoder (bound) | memory / decoder |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for precision, r in c["results"].items():
+            shown = f"{precision} -> {r.get('applied', precision)}"
             lines.append(
-                f"| {precision} | {r['off_median_s']:.3f} | {r['memory_median_s']:.3f} | "
+                f"| {shown} | {r['off_median_s']:.3f} | {r['memory_median_s']:.3f} | "
                 f"{r['fill_median_s']:.3f} | {r['decoder_median_s']:.3f} | "
                 f"**{r['speedup']:.2f}x** | {r['speedup_bound']:.2f}x | "
                 f"{r['memory_vs_decoder']:.2f} |"
@@ -780,7 +829,7 @@ def main(argv=None) -> int:
                 rounds=args.rounds or (2 if args.quick else 7),
                 whole_rounds=1 if args.quick else 3,
                 epochs=2 if args.quick else 10,
-                notes={"warmup_round": True, "profile": True},
+                notes={"warmup_round": True, "profile": True, "whole_bare_loader": True},
             )
         ]
         paper = None
@@ -846,7 +895,7 @@ def main(argv=None) -> int:
                 c_train,
                 c_val,
                 cfg,
-                ("medium", "highest"),
+                ("medium", "highest", "medium_forced"),
                 args.cache_rounds or (1 if args.quick else 2),
                 cached_epochs,
                 label,

@@ -107,3 +107,30 @@ def test_run_json_records_cpu_tuning(tmp_path):
 
     save_run(tmp_path / "run", {"model": "unet"}, metrics={"dice": 1.0})
     assert read_run(tmp_path / "run")["cpu_tuning"] == runtime.state()
+
+
+@pytest.mark.parametrize(
+    "fast_bf16, device, requested, applied",
+    [
+        (False, "cpu", "medium", "highest"),
+        (False, "cpu", "high", "highest"),
+        (False, "cpu", "highest", "highest"),
+        (True, "cpu", "medium", "medium"),
+        (None, "cpu", "medium", "medium"),  # flags unreadable: as asked
+        (False, "cuda", "medium", "medium"),
+    ],
+)
+def test_reduced_matmul_precision_only_where_the_cpu_has_bf16(
+    monkeypatch, fast_bf16, device, requested, applied
+):
+    from vlsm_lib import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
+    assert runtime.matmul_precision(requested, device) == applied
+
+
+def test_cpu_flags_are_read():
+    from vlsm_lib import runtime
+
+    readable = Path("/proc/cpuinfo").is_file()
+    assert (runtime.cpu_has_fast_bf16() is None) == (not readable)

@@ -272,6 +272,23 @@ def test_augmentation_moves_image_and_mask_together():
     assert not torch.equal(out["mask"], mask)  # something moved
 
 
+@pytest.mark.parametrize("fast_bf16, applied", [(False, "highest"), (True, "medium")])
+def test_fit_applies_and_reports_the_matmul_precision(
+    polyps, tmp_path, monkeypatch, fast_bf16, applied
+):
+    from vlsm_lib import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
+    before = torch.get_float32_matmul_precision()
+    try:
+        model = _tiny("unet")
+        cfg = _cfg(max_epochs=1, max_steps_per_epoch=1, matmul_precision="medium")
+        result = fit(model, *_sets(polyps, model), cfg, tmp_path)
+        assert result.matmul_precision == applied == torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def test_train_config_rejects_unknown_keys_and_values():
     with pytest.raises(KeyError, match="valid: lr, weight_decay"):
         from_dict(TrainConfig, {"learning_rate": 1e-3})

@@ -384,8 +384,9 @@ def run(
     models = list(models or list_models())
     runtime.apply()  # the CPU settings fit uses (runtime.py), on this thread's torch threads
     previous = torch.get_float32_matmul_precision()
-    if matmul_precision:
-        torch.set_float32_matmul_precision(matmul_precision)
+    if matmul_precision:  # "medium" is "highest" on CPUs without bf16 (runtime.py), as in fit
+        applied = runtime.matmul_precision(matmul_precision, resolve_device(device))
+        torch.set_float32_matmul_precision(applied)
     rows = []
     try:
         for name in models:

@@ -46,7 +46,7 @@ class TrainConfig:
     feature_cache: str = "auto"  # auto | off | memory | disk (frozen encoders only)
     cache_max_gb: float = 4.0  # RAM cap of the in-memory cache; "auto" goes to disk beyond it
     max_steps_per_epoch: int = 0  # 0 = the whole training set each epoch
-    state_every_s: float = 5.0  # train_state.pt at most this often (and after the last epoch)
+    state_every_s: float = 30.0  # files at most this often (and when the run ends); see train.py
     progress: bool = True  # tqdm bars
 
     def __post_init__(self):

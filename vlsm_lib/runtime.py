@@ -21,6 +21,15 @@ Applied when vlsm_lib's torch modules are imported (``VLSM_CPU_TUNING=0`` turns 
   glibc only; elsewhere nothing is done.
 
 ``state()`` says what was applied; runs record it in ``run.json`` (key ``cpu_tuning``).
+
+``matmul_precision(requested, device)`` is what ``fit`` and ``vlsm bench`` pass to
+``torch.set_float32_matmul_precision``. PyTorch defines "high" and "medium" as permissions to
+use reduced-precision internals (TF32, bf16) *where a fast algorithm exists*; on a CPU without
+bf16 instructions (no ``avx512_bf16`` / ``amx_bf16``; Arm: ``bf16``) PyTorch 2.14 still takes
+its emulated bf16 path, measured 1.24x (paper CLIPSeg step with frozen encoders) to 1.42x
+(decoder-only step) *slower* than fp32 on this project's 2-core CPU (benchmarks/README.md). There
+the request becomes "highest", which is also what PyTorch's definition promises for hardware
+without a fast path. CUDA devices and CPUs with bf16 instructions get what was asked.
 """
 
 from __future__ import annotations
@@ -98,6 +107,27 @@ def apply(enabled: bool | None = None) -> dict:
         malloc = _tune_malloc()
     _STATE.update(enabled=enabled, flush_denormal=flushed, threads=threads, malloc=malloc)
     return state()
+
+
+def cpu_has_fast_bf16() -> bool | None:
+    """True/False from /proc/cpuinfo's flags (Linux); None where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            flags.update(line.split(":", 1)[-1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def matmul_precision(requested: str, device: torch.device | str = "cpu") -> str:
+    """The float32 matmul precision to apply for ``requested`` on ``device`` (see above)."""
+    if torch.device(device).type == "cpu" and requested != "highest":
+        if cpu_has_fast_bf16() is False:
+            return "highest"
+    return requested
 
 
 def state() -> dict:

@@ -8,14 +8,14 @@ trained weights, optimiser, scheduler, scaler, RNG state, counters, history. Dat
 function of (seed, epoch), so a resumed run sees the batches it would have seen.
 
 Files are written after an epoch when ``TrainConfig.state_every_s`` seconds have passed since the
-last write (default 5; 0 = after every epoch), and always when the run ends, however it ends (last
-epoch, early stopping, NaN loss, an exception or Ctrl-C): first the best checkpoint, if a better
-epoch came since the last write (its weights are kept in RAM until then), then the state.
-Paper-size epochs take minutes, so each is saved; a tiny model's half-second epochs would
-otherwise spend ~20 % of the run writing its 21 MB state and 7 MB checkpoint (measured,
-benchmarks/README.md). On disk, checkpoint and state always come from the same write, so a run
-killed between writes resumes from the last written epoch, replays the rest and still ends with
-the same weights and best checkpoint (tested).
+last write (default 30; 0 = after every epoch) and when the run ends (last epoch, early stopping):
+first the best checkpoint, if a better epoch came since the last write (its weights wait in RAM
+until then), then the state. A run that stops on an error (NaN loss, an exception, Ctrl-C) still
+writes its waiting best checkpoint on the way out. Paper-size epochs take minutes, so each is
+saved; a tiny model's half-second epochs would otherwise spend ~20 % of the run writing its 21 MB
+state and 7 MB checkpoint (measured, benchmarks/README.md). A run killed between writes resumes
+from the last written state, replays the epochs after it and ends with the same weights and best
+checkpoint as an uninterrupted run (tested).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class FitResult:
     stopped: str = ""  # "early_stopping" | "max_epochs"
     history: list[dict] = field(default_factory=list)
     cache: str = "off"
+    matmul_precision: str = ""  # applied; "highest" for "medium" on CPUs without bf16 (runtime.py)
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -149,9 +150,10 @@ def fit(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     runtime.apply()  # denormals flushed on this thread's torch threads too (runtime.py)
-    torch.set_float32_matmul_precision(cfg.matmul_precision)
     seed_everything(cfg.seed)
     device = pick_device()
+    precision = runtime.matmul_precision(cfg.matmul_precision, device)
+    torch.set_float32_matmul_precision(precision)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = make_optimizer(params, cfg)
@@ -162,7 +164,8 @@ def fit(
     loss_fn = make_loss(cfg.loss)
     cache = _make_cache(model, train_set, val_set, cfg, run_dir)
     forward = cache.forward if cache else (lambda b: model_forward(model, b))
-    result, bad_epochs = FitResult(cache=cache.mode if cache else "off"), 0
+    result = FitResult(cache=cache.mode if cache else "off", matmul_precision=precision)
+    bad_epochs = 0
     if resume and (run_dir / STATE).is_file():
         bad_epochs = _load_state(run_dir / STATE, model, opt, sched, scaler, result)
     augment = _augmenter(model, cfg)
@@ -314,6 +317,6 @@ def _load_state(path: Path, model, opt, sched, scaler, result: FitResult) -> int
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     for key, value in state["result"].items():
-        if key != "cache":  # the cache is rebuilt by this process, in its own mode
+        if key not in ("cache", "matmul_precision"):  # this process's own
             setattr(result, key, value)
     return int(state["bad_epochs"])
