@@ -21,15 +21,18 @@ from other processes on a shared machine hits both sides alike.
     so its first epoch decodes every image (optimiser set-up, per epoch: DataLoader + training
     steps, validation through a DataLoader, scheduler step, the copies of the checkpoint and of
     the train state (``train_state.pt`` at fit's default ``state_every_s``)) against
-    the bare loop for the same E epochs on batches loaded before timing, each epoch followed by
-    a bare validation pass (no-grad forward, loss, per-image Dice) over preloaded validation
-    batches; no files written, no scheduler. Per step, the datasets' sample caches are warm
-    (the state of every epoch after a run's first): the first epoch's decoding is counted in
-    the whole run only.
+    the bare loop for the same E epochs, each epoch followed by a bare validation pass (no-grad
+    forward, loss, per-image Dice); no files written, no scheduler. Two bare baselines: ``bare``
+    on batches loaded before timing, and (tiny) ``bare_loader``, reading the same files through
+    the same DataLoader from datasets built afresh, as fit does. Per step, the datasets' sample
+    caches are warm (the state of every epoch after a run's first): the first epoch's decoding
+    is counted in the whole run only.
 
 (b) Feature cache: decoder-only training of paper CLIPSeg (batch 8, 352 px), seconds per step
     with feature_cache="memory" (epochs after the first, which fills the cache) against
-    feature_cache="off", at matmul precision "medium" (the reference's) and "highest".
+    feature_cache="off", at matmul precision "medium" (the reference's; fit runs it as
+    "highest" on a CPU without bf16 instructions), "highest", and "medium_forced" (torch's own
+    "medium" even there).
 
 ``--quick`` runs tiny models only, with few steps (a smoke test, a minute or two).
 Results: JSON at ``--out`` and a Markdown summary beside it (same name, ``.md``), printed too.
