@@ -355,15 +355,17 @@ def whole_fit(setup: Setup) -> dict:
     }
 
 
-def whole_bare(setup: Setup, epoch_batches, val_batches) -> dict:
+def whole_bare(setup: Setup, train_batches: Callable, val_batches: Callable) -> dict:
+    """The bare loop for ``setup.epochs`` epochs, each followed by a bare validation pass;
+    ``train_batches(epoch)`` and ``val_batches()`` give the batches (preloaded or a DataLoader)."""
     loss_fn = make_loss(setup.cfg.loss)
     t0 = time.perf_counter()
     opt = make_opt(setup)
     train_s = val_s = 0.0
-    for batches in epoch_batches:
-        train_s += bare_steps(setup, batches, opt, loss_fn)
+    for epoch in range(setup.epochs):
+        train_s += bare_steps(setup, train_batches(epoch), opt, loss_fn)
         t1 = time.perf_counter()
-        bare_validate(setup, val_batches, loss_fn)
+        bare_validate(setup, val_batches(), loss_fn)
         val_s += time.perf_counter() - t1
     total = time.perf_counter() - t0
     return {
@@ -374,23 +376,13 @@ def whole_bare(setup: Setup, epoch_batches, val_batches) -> dict:
 
 def whole_bare_loader(setup: Setup) -> dict:
     """The bare loop reading its data as fit does: datasets built afresh (the first epoch
-    decodes every image), batches and validation batches through ``train.loader``."""
-    loss_fn = make_loss(setup.cfg.loss)
-    t0 = time.perf_counter()
+    decodes every image; building them only lists the files), batches through ``train.loader``."""
     train_set, val_set = cold(setup.train_set), cold(setup.val_set)
-    opt = make_opt(setup)
-    train_s = val_s = 0.0
-    for epoch in range(setup.epochs):
-        batches = T.loader(train_set, setup.cfg, shuffle=True, epoch=epoch)
-        train_s += bare_steps(setup, batches, opt, loss_fn)
-        t1 = time.perf_counter()
-        bare_validate(setup, T.loader(val_set, setup.cfg, shuffle=False), loss_fn)
-        val_s += time.perf_counter() - t1
-    total = time.perf_counter() - t0
-    return {
-        "total_s": total,
-        "parts_s": {"train": train_s, "validate": val_s, "other": total - train_s - val_s},
-    }
+    return whole_bare(
+        setup,
+        lambda epoch: T.loader(train_set, setup.cfg, shuffle=True, epoch=epoch),
+        lambda: T.loader(val_set, setup.cfg, shuffle=False),
+    )
 
 
 def whole_run(setup: Setup) -> dict:
@@ -409,7 +401,7 @@ def whole_run(setup: Setup) -> dict:
             if name == "fit":
                 runs[name].append(whole_fit(setup))
             elif name == "bare":
-                runs[name].append(whole_bare(setup, epoch_batches, val_batches))
+                runs[name].append(whole_bare(setup, epoch_batches.__getitem__, lambda: val_batches))
             else:
                 runs[name].append(whole_bare_loader(setup))
         log(

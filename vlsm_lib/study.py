@@ -15,10 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vlsm_lib import (
-    paths,
-    runtime,  # noqa: F401  (CPU settings; see runtime.py)
-)
+from vlsm_lib import paths, runtime  # noqa: F401  (runtime: CPU settings; see runtime.py)
 from vlsm_lib.data import perturb as perturbations
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.evaluate import evaluate
