@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 from pathlib import Path
 
@@ -109,8 +110,10 @@ def apply(enabled: bool | None = None) -> dict:
     return state()
 
 
+@functools.cache
 def cpu_has_fast_bf16() -> bool | None:
-    """True/False from /proc/cpuinfo's flags (Linux); None where they cannot be read."""
+    """True/False from /proc/cpuinfo's flags (Linux); None where they cannot be read. Read
+    once per process (every ``fit`` asks)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
