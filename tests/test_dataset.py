@@ -1,10 +1,10 @@
-"""Tests for vlsm_lib.data.dataset: loading, prompt draws and one test per bad input."""
+"""Tests for vlsm_lib.data.dataset: loading, prompt draws and one test per bad input
+(how single mask files are read: test_io.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlsm_lib.data.dataset import (
-    DataError,
-    ImageTextMaskDataset,
-    PooledDataset,
-    load_dataset,
-    load_records,
-    read_image,
-    read_mask,
-)
+from vlsm_lib.data.dataset import ImageTextMaskDataset, load_dataset, load_records
+from vlsm_lib.data.io import DataError, read_image
+from vlsm_lib.data.pooled import POOLED, PooledDataset, members
 from vlsm_lib.data.transforms import Preprocess
 
 H, W = 16, 24  # original image size on disk
@@ -184,20 +178,10 @@ def test_prompt_keys_sorted_numerically(tmp_path):
     assert ds[0]["prompt"] == "text 10"
 
 
-def test_jpeg_mask_binarised(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array()), ext="jpg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # JPEG noise alone must not warn
-        m = read_mask(path)
-    assert m.dtype == bool and m.shape == (H, W)
-    np.testing.assert_array_equal(m, mask_array() > 127)
+def test_jpeg_mask_loads_binary(tmp_path):
+    one_item_dataset(tmp_path, Image.fromarray(mask_array()), ext="jpg")
     s = load_dataset(tmp_path, "toy", "train", PRE)[0]
     assert set(s["mask"].unique().tolist()) <= {0.0, 1.0} and s["mask"].sum() > 0
-
-
-def test_mode_1_mask(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array() > 0))
-    np.testing.assert_array_equal(read_mask(path), mask_array() > 0)
 
 
 def test_reference_record_with_extra_keys(tmp_path):
@@ -264,6 +248,11 @@ def test_pooled_dataset(tmp_path):
     assert [ds[i]["prompt"] for i in range(5)] == [ds.prompt_text(i) for i in range(5)]
 
 
+def test_pooled_names_expand_to_their_members():
+    assert members("synth_pooled") == POOLED["synth_pooled"]
+    assert members("synth_polyp") == ["synth_polyp"] and members("a+b") == ["a", "b"]
+
+
 # --- one test per bad input --------------------------------------------------------------------
 
 
@@ -293,58 +282,6 @@ def test_mask_size_differs_from_image(tmp_path):
     assert str(path) in msg and "img_0.png" in msg and f"{W}x{H}" in msg and f"{W + 4}x{H}" in msg
 
 
-def test_rgb_mask_differing_channels_is_error(tmp_path):
-    rgb = np.zeros((H, W, 3), np.uint8)
-    rgb[:8, :8, 0] = 255  # red foreground: which channel is "the" mask?
-    path = one_item_dataset(tmp_path, Image.fromarray(rgb))
-    with pytest.raises(DataError, match=re.escape(str(path))) as e:
-        read_mask(path)
-    assert "grayscale" in str(e.value)
-
-
-def test_rgb_mask_equal_channels_warns(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array()).convert("RGB"))
-    with pytest.warns(UserWarning, match="mask_0.png"):
-        m = read_mask(path)
-    np.testing.assert_array_equal(m, mask_array() > 127)
-
-
-def test_rgb_jpeg_mask_warns_and_works(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array()).convert("RGB"), ext="jpg")
-    with pytest.warns(UserWarning, match="mask_0.jpg"):
-        m = read_mask(path)
-    np.testing.assert_array_equal(m, mask_array() > 127)
-
-
-def test_zero_one_mask_warns(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array() // 255))
-    with pytest.warns(UserWarning, match="mask_0.png"):
-        m = read_mask(path)
-    np.testing.assert_array_equal(m, mask_array() > 0)
-
-
-def test_grey_mask_warns_and_binarises(tmp_path):
-    grey = np.tile(np.linspace(0, 255, W).astype(np.uint8), (H, 1))
-    path = one_item_dataset(tmp_path, Image.fromarray(grey))
-    with pytest.warns(UserWarning, match=r"mask_0.png.*\d+\.\d%"):
-        m = read_mask(path)
-    np.testing.assert_array_equal(m, grey > 127)
-
-
-def test_palette_mask_is_error(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array()).convert("P"))
-    with pytest.raises(DataError, match=re.escape(str(path))) as e:
-        read_mask(path)
-    assert "'P'" in str(e.value) and "8-bit" in str(e.value)
-
-
-def test_16bit_mask_is_error(tmp_path):
-    path = one_item_dataset(tmp_path, Image.fromarray(mask_array().astype(np.uint16) * 257))
-    with pytest.raises(DataError, match=re.escape(str(path))) as e:
-        read_mask(path)
-    assert "8-bit" in str(e.value)
-
-
 def test_corrupt_image(tmp_path):
     base = make_dataset(tmp_path, n=1)
     path = base / "images" / "sub" / "img_0.png"
@@ -353,14 +290,6 @@ def test_corrupt_image(tmp_path):
     with pytest.raises(DataError, match=re.escape(str(path))) as e:
         ds[0]
     assert "re-export or delete" in str(e.value)
-
-
-def test_truncated_image(tmp_path):
-    base = make_dataset(tmp_path, n=1)
-    path = base / "images" / "sub" / "img_0.png"
-    path.write_bytes(path.read_bytes()[:-200])
-    with pytest.raises(DataError, match=re.escape(str(path))):
-        read_image(path)
 
 
 def test_unknown_prompt_key(tmp_path):

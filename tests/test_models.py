@@ -188,7 +188,7 @@ def test_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
 
 
 def test_biomedclipseg_d_keeps_its_decoder_over_the_base_checkpoint(tmp_path):
-    from vlsm_lib.checkpoint import save_checkpoint
+    from vlsm_lib.models.weights import save_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(create_model("biomedclipseg", size="tiny", train="all"), tmp_path / "base")

@@ -1,17 +1,36 @@
-"""Every notebook: one parameters cell, no outputs, no def/class; all execute with smoke params."""
+"""Every notebook: a thin report (one import cell, one parameters cell, no logic, no outputs);
+every params key is a notebook parameter; all notebooks execute with the smoke params."""
 
 import ast
+import dataclasses
 import json
 
 import pandas as pd
+import papermill
 import pytest
 
-from vlsm_lib import paths
+from vlsm_lib import paths, steps
+from vlsm_lib.config import TrainConfig, finetune_config
+from vlsm_lib.files import write_json
 from vlsm_lib.results import gather, read_run
 from vlsm_lib.runner import plan, run_local
 
 NOTEBOOKS = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
 SUITES = ["smoke", "demo", "paper"]
+# What belongs in vlsm_lib, not in a cell: definitions, loops, comprehensions, lambdas.
+LOGIC = (
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Lambda,
+    ast.For,
+    ast.AsyncFor,
+    ast.While,
+    ast.ListComp,
+    ast.SetComp,
+    ast.DictComp,
+    ast.GeneratorExp,
+)
 
 
 def _source(cell) -> str:
@@ -25,6 +44,12 @@ def _code(cell) -> str:
     )
 
 
+def _defaults(notebook) -> dict:
+    """The parameters cell's values, as papermill inspects them."""
+    found = papermill.inspect_notebook(str(notebook))
+    return {name: ast.literal_eval(p["default"]) for name, p in found.items()}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_a_thin_report(path):
     book = json.loads(path.read_text())
@@ -32,15 +57,53 @@ def test_notebook_is_a_thin_report(path):
     assert cells[0]["cell_type"] == "markdown" and _source(cells[0]).startswith("# ")
     tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one parameters cell"
-    for cell in cells:
-        if cell["cell_type"] != "code":
-            continue
+    code = [c for c in cells if c["cell_type"] == "code"]
+    trees = [ast.parse(_code(c)) for c in code]
+    imports = [
+        c
+        for c, tree in zip(code, trees)
+        if any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+    ]
+    assert imports == [cells[1]], "all imports in one cell, right after the title"
+    assert cells[2] is tagged[0], "the parameters cell follows the imports"
+    for cell, tree in zip(code, trees):
         assert not cell.get("outputs") and cell.get("execution_count") is None, "no outputs"
-        for node in ast.walk(ast.parse(_code(cell))):
-            assert not isinstance(
-                node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
-            ), f"{path.name}: logic belongs in vlsm_lib"
+        logic = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, LOGIC)]
+        assert not logic, f"{path.name}: {logic} belong in vlsm_lib, not in a cell"
     assert "save_run(" in _source(cells[-1]), "the last cell saves the run"
+
+
+def test_finetune_parameters_are_the_run_keys_and_every_train_config_field():
+    defaults = _defaults(paths.REPO_ROOT / "notebooks" / "finetune.ipynb")
+    assert {f.name for f in dataclasses.fields(TrainConfig)} <= set(defaults)
+    assert finetune_config(defaults).lr == defaults["lr"]
+    with pytest.raises(KeyError, match=r"'lr_decay'.*TrainConfig: lr, weight_decay"):
+        finetune_config({**defaults, "lr_decay": 0.5})
+
+
+def test_notebook_params_names_come_from_the_runner_or_from_papermill(tmp_path):
+    namespace = {"run_dir": tmp_path, "seed": 1, "lr": 0.1, "helper": 3}
+    write_json(tmp_path / "run.json", {"parameter_names": ["seed", "lr"]})  # as the runner does
+    assert steps.notebook_params(namespace, "notebooks/finetune.ipynb") == {"seed": 1, "lr": 0.1}
+    (tmp_path / "run.json").unlink()  # a kernel started by hand: papermill inspects the notebook
+    found = steps.notebook_params(namespace, "notebooks/finetune.ipynb")
+    assert found == {"run_dir": tmp_path, "seed": 1, "lr": 0.1}
+
+
+def test_interactive_defaults_name_runs_of_the_demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSM_OUTPUTS", str(tmp_path))
+    demo = sorted((paths.REPO_ROOT / "params" / "demo").glob("*.yaml"))
+    run_dirs = {str(r.run_dir) for _, runs in plan(demo, outputs=tmp_path) for r in runs}
+    run_dirs.add(str(tmp_path / "demo"))  # the statistics notebook gathers the whole suite
+    named = []
+    for path in NOTEBOOKS:
+        for value in _defaults(path).values():
+            if isinstance(value, str) and steps.OUTPUTS in value:
+                named.append(value.replace(steps.OUTPUTS, str(tmp_path)))
+    assert named and set(named) <= run_dirs
+    with pytest.raises(FileNotFoundError, match="run `make study` first"):
+        steps.resolve(f"{steps.OUTPUTS}/demo/finetune/none")
+    assert steps.resolve("pretrained") == "pretrained" and steps.resolve("") == ""
 
 
 @pytest.mark.parametrize("suite", SUITES)

@@ -112,6 +112,10 @@ def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs
     assert statuses == {"s__fail-False": "complete", "s__fail-True": "failed"}
     failed = read_run(outputs / "suite" / "s" / "s__fail-True")
     assert failed["status"] == "failed" and "asked to fail" in failed["error"]
+    # the notebook's parameter names (papermill's inspection) for vlsm_lib.steps.notebook_params
+    done = read_run(outputs / "suite" / "s" / "s__fail-False")
+    names = ["x", "fail", "run_dir", "data_root"]
+    assert done["parameter_names"] == failed["parameter_names"] == names
     assert (outputs / "suite" / "s" / "s__fail-False" / "notebook.html").is_file()
     assert (outputs / "suite" / "s" / "index.html").is_file()
     assert (outputs / "index.html").is_file()

@@ -1,6 +1,6 @@
-"""vlsm_lib.runtime: denormals flushed on every torch thread, glibc keeping large blocks."""
+"""vlsm_lib.runtime: nothing on import; where applied, denormals flushed on every torch thread
+and glibc keeping large blocks."""
 
-import ast
 import json
 import os
 import subprocess
@@ -21,6 +21,7 @@ torch.set_num_threads(2)
 {before}
 import vlsm_lib.train
 from vlsm_lib import runtime
+runtime.apply()
 y = torch.full((1 << 22,), 1e-20)
 print(json.dumps({{"nonzero": int((y * y).count_nonzero()), "state": runtime.state()}}))
 """
@@ -45,14 +46,15 @@ def test_denormals_flushed_on_every_thread(before):
     assert got["nonzero"] == 0, got
 
 
+def test_apply_reaches_the_whole_openmp_team():
+    got = run_python(UNDERFLOW.format(before=START_POOL), VLSM_CPU_TUNING="1")
+    assert got["state"]["threads"] == "calling thread + OpenMP team of 2"
+
+
 def test_tuning_can_be_turned_off():
     got = run_python(UNDERFLOW.format(before=""), VLSM_CPU_TUNING="0")
-    assert got["state"] == {
-        "enabled": False,
-        "flush_denormal": False,
-        "threads": got["state"]["threads"],
-        "malloc": "default",
-    }
+    assert got["state"]["applied"] is True and got["state"]["enabled"] is False
+    assert got["state"]["flush_denormal"] is False and got["state"]["malloc"] == "default"
     assert got["nonzero"] == 1 << 22  # denormals kept: the same code path flushes them above
 
 
@@ -60,6 +62,7 @@ MAPPED = """
 import ctypes, json, torch
 import vlsm_lib.train
 from vlsm_lib import runtime
+{apply}
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
         "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
@@ -68,7 +71,7 @@ mallinfo2 = ctypes.CDLL("libc.so.6").mallinfo2
 mallinfo2.restype = MallInfo2
 before = mallinfo2().hblkhd
 block = torch.empty(30 * 2**20 // 4)  # 30 MiB, under the 32 MiB limit
-print(json.dumps({"mapped": mallinfo2().hblkhd - before, "state": runtime.state()}))
+print(json.dumps({{"mapped": mallinfo2().hblkhd - before, "state": runtime.state()}}))
 """
 
 
@@ -76,29 +79,39 @@ print(json.dumps({"mapped": mallinfo2().hblkhd - before, "state": runtime.state(
 def test_large_blocks_come_from_the_heap():
     """A 30 MiB block: its own mmap by default (fresh zero-filled pages every time), from the
     reusable heap with the setting (glibc's allocation statistics, mallinfo2)."""
-    tuned = run_python(MAPPED, VLSM_CPU_TUNING="1")
-    default = run_python(MAPPED, VLSM_CPU_TUNING="0")
+    tuned = run_python(MAPPED.format(apply="runtime.apply()"), VLSM_CPU_TUNING="1")
+    default = run_python(MAPPED.format(apply="runtime.apply()"), VLSM_CPU_TUNING="0")
     assert tuned["state"]["malloc"].startswith("mmap_threshold=")
     assert default["mapped"] >= 30 * 2**20, default
     assert tuned["mapped"] == 0, tuned
 
 
-def test_every_torch_module_imports_runtime_first():
-    """The settings must be in place before vlsm_lib computes anything with torch."""
-    missing = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        if path.name == "runtime.py":
-            continue
-        tree = ast.parse(path.read_text())
-        imports = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
-        names = {a.name for n in imports if isinstance(n, ast.Import) for a in n.names}
-        froms = {
-            (n.module, a.name) for n in imports if isinstance(n, ast.ImportFrom) for a in n.names
-        }
-        uses_torch = "torch" in names or any(m and m.split(".")[0] == "torch" for m, _ in froms)
-        if uses_torch and ("vlsm_lib", "runtime") not in froms:
-            missing.append(str(path.relative_to(PACKAGE)))
-    assert not missing, f"import vlsm_lib.runtime in: {missing}"
+IMPORT_ALL = """
+import importlib, json, pkgutil, torch
+import vlsm_lib
+names = [m.name for m in pkgutil.walk_packages(vlsm_lib.__path__, "vlsm_lib.")]
+for name in names:
+    importlib.import_module(name)
+torch.set_num_threads(2)
+from vlsm_lib import runtime
+y = torch.full((1 << 22,), 1e-20)
+print(json.dumps({"modules": len(names), "scalar": float(torch.tensor(1e-39) * 1.0),
+                  "nonzero": int((y * y).count_nonzero()), "state": runtime.state()}))
+"""
+
+
+def test_importing_every_module_leaves_the_process_as_it_was():
+    got = run_python(IMPORT_ALL, VLSM_CPU_TUNING="1")
+    assert got["modules"] > 30
+    assert got["scalar"] != 0.0  # a denormal product survives: nothing flushed on import
+    assert got["nonzero"] == 1 << 22  # on any of torch's threads
+    assert got["state"]["applied"] is False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+def test_malloc_untouched_until_applied():
+    got = run_python(MAPPED.format(apply=""), VLSM_CPU_TUNING="1")
+    assert got["mapped"] >= 30 * 2**20 and got["state"]["malloc"] == "default"
 
 
 def test_run_json_records_cpu_tuning(tmp_path):
@@ -129,8 +142,16 @@ def test_reduced_matmul_precision_only_where_the_cpu_has_bf16(
     assert runtime.matmul_precision(requested, device) == applied
 
 
-def test_cpu_flags_are_read():
+@pytest.mark.parametrize(
+    "cpuinfo, fast",
+    [
+        ("flags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n", True),
+        ("flags\t\t: fpu avx2 avx512f avx512_vnni\n", False),
+        ("Features\t: fp asimd bf16 i8mm\n", True),  # Arm
+        ("processor\t: 0\n", False),
+    ],
+)
+def test_bf16_read_from_cpu_flags(cpuinfo, fast):
     from vlsm_lib import runtime
 
-    readable = Path("/proc/cpuinfo").is_file()
-    assert (runtime.cpu_has_fast_bf16() is None) == (not readable)
+    assert runtime.bf16_in_cpuinfo(cpuinfo) is fast

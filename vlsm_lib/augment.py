@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import torch
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import Preprocess
 
 

@@ -98,6 +98,29 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    """``vlsm bench``: bench.run over the models, its table printed, every column to --out."""
+    import torch
+
+    from vlsm_lib import bench
+    from vlsm_lib.files import atomic_write
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    options = {k: getattr(args, k) for k in ("size", "batch", "steps", "warmup", "train", "device")}
+    options.update(matmul_precision=args.matmul_precision, amp=not args.no_amp)
+    try:
+        df = bench.run(args.models, verbose=True, **options)
+    except (KeyError, ValueError) as err:
+        print(f"vlsm bench: {err}", file=sys.stderr)
+        return 2
+    print(bench.format_table(df))
+    if args.out:
+        atomic_write(args.out, lambda tmp: df.to_csv(tmp, index=False))
+        print(args.out)
+    return 1 if df["error"].astype(bool).any() else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vlsm", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -118,9 +141,34 @@ def build_parser() -> argparse.ArgumentParser:
     gather.add_argument("--out", help="output path without suffix (default: <study>/gathered)")
     gather.set_defaults(func=_gather)
 
-    from vlsm_lib.bench import add_parser as add_bench
+    from vlsm_lib.models import SIZES, list_models
 
-    add_bench(verbs)
+    bench = verbs.add_parser(
+        "bench",
+        help="throughput and peak memory of models (forward, training step)",
+        description="Time each model's forward (no grad) and training step (train.step: forward, "
+        "Dice+BCE, backward, clipping, AdamW) on random inputs at its input size, and measure "
+        "peak memory. Run it on the GPU you will train on, at the batch size you will use.",
+    )
+    names = ", ".join(list_models())
+    bench.add_argument(
+        "--models", nargs="+", choices=list_models(), metavar="NAME", help=f"default all: {names}"
+    )
+    bench.add_argument("--size", choices=SIZES, default="paper", help="model size (default paper)")
+    bench.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    bench.add_argument("--steps", type=int, default=5, help="timed steps per phase (default 5)")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    bench.add_argument("--train", metavar="POLICY", help="train policy (default: each model's)")
+    bench.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    bench.add_argument(
+        "--matmul-precision",
+        choices=("highest", "high", "medium"),
+        help="asked of torch.set_float32_matmul_precision, as fit applies it (default: as is)",
+    )
+    bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    bench.add_argument("--no-amp", action="store_true", help="no fp16 autocast on CUDA")
+    bench.add_argument("--out", metavar="CSV", help="also write every column to this CSV file")
+    bench.set_defaults(func=_bench)
 
     report = verbs.add_parser("report", help="rewrite the HTML indexes of outputs/")
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")

@@ -1,22 +1,63 @@
-"""Run settings as frozen dataclasses; unknown keys are rejected with the list of valid ones."""
+"""Run settings as frozen dataclasses, built from a notebook's parameters.
+
+Unknown keys are refused with the list of valid ones. The finetune notebook's parameters split
+between ``FinetuneRun`` (what to train, on which data, what to report) and ``TrainConfig`` (how
+to optimise): a new training knob is one ``TrainConfig`` field plus one line in the notebook's
+``parameters`` cell, and a parameter that belongs to neither is an error.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
-    """Build a settings dataclass, refusing keys it does not declare."""
-    valid = [f.name for f in dataclasses.fields(cls)]
+    """Build a settings dataclass, refusing keys it does not declare and missing required ones."""
+    fields = dataclasses.fields(cls)
+    valid = [f.name for f in fields]
     unknown = sorted(set(values) - set(valid))
     if unknown:
         names = ", ".join(map(repr, unknown))
         raise KeyError(f"unknown {cls.__name__} key(s) {names}; valid: {', '.join(valid)}")
+    missing = [f.name for f in fields if f.name not in values and _required(f)]
+    if missing:
+        raise KeyError(f"{cls.__name__} needs the key(s) {', '.join(map(repr, missing))}")
     return cls(**values)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def split_params(values: dict[str, Any], *classes: type) -> tuple:
+    """One settings object per class from a flat dict; each key goes to the first class that
+    declares it, and a key no class declares is refused, naming every class's keys."""
+    parts: list[dict[str, Any]] = [{} for _ in classes]
+    unknown = []
+    for key, value in values.items():
+        owner = [i for i, cls in enumerate(classes) if key in _names(cls)]
+        if owner:
+            parts[owner[0]][key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        valid = "; ".join(f"{c.__name__}: {', '.join(_names(c))}" for c in classes)
+        raise KeyError(f"unknown parameter(s) {', '.join(map(repr, unknown))}; valid: {valid}")
+    return tuple(from_dict(cls, part) for cls, part in zip(classes, parts))
+
+
+def _names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``: how parameters write lists of names."""
+    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 @dataclass(frozen=True)
@@ -63,3 +104,32 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    """The finetune notebook's run-level parameters (its ``parameters`` cell holds the defaults
+    and the comments): the model, the data, what to report. Everything else it declares is a
+    ``TrainConfig`` field."""
+
+    model: str
+    size: str
+    weights: str
+    model_options: dict
+    train: str
+    dataset: str
+    prompt: str
+    test_sets: str
+    val_split: str
+    test_split: str
+    surface_metrics: bool
+    save_masks: bool
+    data_root: str | Path
+    run_dir: str | Path
+
+
+def finetune_config(params: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of a finetune run from the notebook's parameters; refuses a parameter
+    that is neither a ``FinetuneRun`` nor a ``TrainConfig`` field, and a missing run-level one."""
+    _, train = split_params(params, FinetuneRun, TrainConfig)
+    return train

@@ -1,9 +1,13 @@
-"""``evaluate``: one row per test image, scored at the image's original resolution.
+"""``evaluate``: one row per test image, scored at the image's original resolution; sweeps.
 
 The prediction is thresholded at network resolution (``model.threshold``: 0.5, CRIS 0.35) and
 resized back to the mask's original size with nearest-neighbour interpolation (DESIGN §4); the
 truth is the original mask file, binarised at > 127. Metrics follow ``vlsm_lib.metrics`` (the
 empty-mask rule is documented there). Predicted masks can be written as lossless PNG 0/255.
+
+The sweeps run ``evaluate`` several times and stack the tables: over test sets
+(``evaluate_sets``), prompt levels (``prompt_sweep``) and perturbed prompt attributes
+(``perturbation_sweep``).
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-from vlsm_lib.data.dataset import read_mask
+from vlsm_lib import runtime
+from vlsm_lib.config import comma_list
+from vlsm_lib.data import perturb
+from vlsm_lib.data.dataset import load_dataset
+from vlsm_lib.data.io import read_mask
 from vlsm_lib.metrics import image_metrics
 from vlsm_lib.models import SegModel
-from vlsm_lib.train import model_forward, to_device
 
 # "source" is the dataset the image comes from (a member of a pooled set); it is not called
 # "dataset" so that gathered tables keep that name for the run's training-set parameter.
@@ -79,7 +85,8 @@ def evaluate(
         surface: compute HD95 and NSD (slower); otherwise they are NaN.
         tolerance: the NSD tolerance in pixels of the original resolution.
     """
-    device = torch.device(device) if device else next(model.parameters()).device
+    runtime.apply()  # CPU settings on the thread that computes (runtime.py)
+    device = torch.device(device) if device else model.device
     model.to(device).eval()
     rows = []
     batches = DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -89,8 +96,7 @@ def evaluate(
         leave=False,
         disable=not progress or bool(os.environ.get("TQDM_DISABLE")),
     ):
-        logits = model_forward(model, to_device(batch, device)).float()
-        preds = (torch.sigmoid(logits) > model.threshold)[:, 0].cpu().numpy()
+        preds = model.binarize(model.forward_batch(batch))[:, 0].cpu().numpy()
         for k, pred in enumerate(preds):
             h, w = int(batch["height"][k]), int(batch["width"][k])
             pred = to_original(pred, h, w)
@@ -109,3 +115,57 @@ def evaluate(
             if masks_dir is not None:
                 save_prediction(pred, Path(masks_dir), batch["dataset"][k], batch["image_id"][k])
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def evaluate_sets(model, sets: dict, masks_dir=None, surface=True, batch_size=16) -> pd.DataFrame:
+    """``evaluate`` over several test sets; one table with a ``test_set`` column."""
+    frames = []
+    for name, ds in sets.items():
+        table = evaluate(model, ds, batch_size=batch_size, masks_dir=masks_dir, surface=surface)
+        table.insert(0, "test_set", name)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def prompt_sweep(model, data_root, dataset, seed, split="test", keys="all", surface=False):
+    """Per-image scores of one model at every prompt level of a dataset (column prompt_key);
+    ``keys``: "all" or a comma-separated list such as "p0,p6"."""
+    probe = load_dataset(data_root, dataset, split, model.preprocess, "p0", seed)
+    levels = probe.prompt_keys if keys == "all" else comma_list(keys)
+    frames = []
+    for key in levels:
+        ds = load_dataset(data_root, dataset, split, model.preprocess, key, seed)
+        table = evaluate(model, ds, surface=surface, progress=False)
+        table.insert(0, "prompt_key", key)
+        table.insert(0, "test_set", dataset)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def perturbation_sweep(
+    model,
+    data_root,
+    dataset,
+    prompt,
+    seed,
+    split="test",
+    attributes="size,count,location,shape,colour",
+    surface=False,
+):
+    """Per-image scores with each attribute replaced by a wrong value and by a random word,
+    plus the unperturbed prompt (attribute "none"); ``changed`` says if the text changed."""
+    rows = []
+    cases = [("none", "none")] + [(a, m) for a in comma_list(attributes) for m in perturb.MODES]
+    for attribute, mode in cases:
+        ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
+        original = [ds.prompt_text(i) for i in range(len(ds))]
+        if attribute != "none":
+            ds.prompt_transform = perturb.transform(attribute, mode)
+        table = evaluate(model, ds, surface=surface, progress=False)
+        table.insert(0, "test_set", dataset)
+        table.insert(0, "mode", mode)
+        table.insert(0, "attribute", attribute)
+        table["original_prompt"] = original
+        table["changed"] = table["prompt_text"] != table["original_prompt"]
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True)

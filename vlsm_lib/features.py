@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.models import SegModel
 
 

@@ -23,8 +23,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

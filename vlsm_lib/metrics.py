@@ -31,8 +31,6 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-
 
 def _as_bool(mask) -> np.ndarray:
     """A numpy bool array of the same shape; nonzero is foreground."""

@@ -108,7 +108,7 @@ def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
             logits = model(
                 item["pixel_values"][None], _one(item, "input_ids"), _one(item, "attention_mask")
             )
-        pred = (torch.sigmoid(logits)[0, 0] > model.threshold).numpy()
+        pred = model.binarize(logits)[0, 0].numpy()
         ax.imshow(image)
         for mask, colour in ((item["mask"][0].numpy() > 0.5, OUTLINE), (pred, "#ff2bd6")):
             if mask.any():

@@ -16,12 +16,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
 
 import nbformat
+
+from vlsm_lib.files import write_text
 
 # Metrics shown in the study table, in this order, when any run reports them.
 KEY_METRICS = ("dice", "iou", "hd95", "nsd", "n_images")
@@ -66,21 +67,6 @@ figure{display:inline-block;margin:4px 8px;font-size:12px;text-align:center}
 img.thumb{max-height:160px;max-width:240px;border:1px solid #d0d7de}"""
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    """Write via a temp file in the same folder + os.replace: readers never see half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; pages are meant to be served and shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def render_html(
     notebook_path: str | os.PathLike, html_path: str | os.PathLike | None = None
 ) -> Path:
@@ -113,7 +99,7 @@ def render_html(
         name = notebook_path.parent.name
     resources = {"metadata": {"name": name, "path": str(notebook_path.parent)}}
     body, _ = exporter.from_notebook_node(nb, resources=resources)
-    return _write_atomic(html_path, _REMOTE_LOAD.sub(r"\1data-offline-\2\3", body))
+    return write_text(html_path, _REMOTE_LOAD.sub(r"\1data-offline-\2\3", body))
 
 
 def _load_json(path: Path) -> dict | None:
@@ -233,7 +219,7 @@ def write_study_index(study_dir: str | os.PathLike) -> Path:
         + "\n".join(rows)
         + "\n</tbody></table>"
     )
-    return _write_atomic(study_dir / "index.html", _page(title, body))
+    return write_text(study_dir / "index.html", _page(title, body))
 
 
 def write_root_index(outputs_root: str | os.PathLike) -> Path:
@@ -274,4 +260,4 @@ def write_root_index(outputs_root: str | os.PathLike) -> Path:
         body += "<p>No study indexes yet.</p>\n"
     if figures:
         body += "<h2>Figures</h2>\n" + "\n".join(figures)
-    return _write_atomic(root / "index.html", _page("vlsm studies", body))
+    return write_text(root / "index.html", _page("vlsm studies", body))

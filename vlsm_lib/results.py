@@ -14,11 +14,9 @@ other key as ``<key>-<value>`` (e.g. ``finetune__clipseg__synth_polyp__p6__s42``
 from __future__ import annotations
 
 import json
-import os
 import platform
 import re
 import subprocess
-import sys
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -27,8 +25,11 @@ from typing import Any
 import pandas as pd
 
 from vlsm_lib import paths
+from vlsm_lib.files import write_json
 
-RUN_JSON, PER_IMAGE, METRICS = "run.json", "per_image.parquet", "metrics.json"
+RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
+# The per-image metric columns every table reports, in this order (a list: pandas selects with it).
+METRICS = ["dice", "iou", "hd95", "nsd"]
 PLAIN_KEYS = ("model", "dataset", "prompt")  # written as bare values in run ids
 PACKAGES = (
     "torch",
@@ -118,28 +119,20 @@ def versions() -> dict[str, str]:
 
 
 def device_name() -> str:
-    import torch
+    from vlsm_lib import runtime
 
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    return runtime.device_name()
 
 
-def cpu_tuning() -> dict | None:
-    """vlsm_lib.runtime's CPU settings in this process; None if nothing here imported torch."""
-    module = sys.modules.get("vlsm_lib.runtime")
-    return module.state() if module else None
+def cpu_tuning() -> dict:
+    """What vlsm_lib.runtime applied in this process (``applied`` False when nothing did)."""
+    from vlsm_lib import runtime
+
+    return runtime.state()
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Atomic JSON write: a crash never leaves half a file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -178,7 +171,7 @@ def save_run(
                 table.insert(0, key, value)
         table.to_parquet(run_dir / PER_IMAGE, index=False)
     if metrics is not None:
-        write_json(run_dir / METRICS, metrics)
+        write_json(run_dir / METRICS_JSON, metrics)
     started = info.get("started") or now()
     info.update(
         {
@@ -206,7 +199,7 @@ def _flat(params: dict) -> dict:
 def summarise(per_image: pd.DataFrame) -> dict:
     """Mean metrics over images (empty-truth images counted as the empty rule says)."""
     out = {"n_images": int(len(per_image))}
-    for col in ("dice", "iou", "hd95", "nsd"):
+    for col in METRICS:
         if col in per_image:
             out[col] = float(per_image[col].mean())  # NaN hd95 (one empty mask) skipped
     if "gt_empty" in per_image:

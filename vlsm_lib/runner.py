@@ -13,9 +13,9 @@ Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_li
 The runner injects ``run_dir`` and ``data_root``; string values may name other runs with
 ``{suite_dir}``, ``{data_root}`` and any parameter, e.g.
 ``weights: "{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``.
-Keys a notebook does not declare are refused (papermill alone only warns). Complete runs are
-skipped unless ``force``; a failing run is recorded (status failed, its error) and the others go
-on.
+Keys a notebook does not declare are refused (papermill alone only warns); the names it declares
+go into the run's ``run.json`` (``parameter_names``: see ``vlsm_lib.steps``). Complete runs are
+skipped unless ``force``; a failing run is recorded (status failed, its error), the others go on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 
 from vlsm_lib import paths
-from vlsm_lib.results import RUN_JSON, is_complete, now, read_run, run_id, write_json
+from vlsm_lib.files import write_json
+from vlsm_lib.results import RUN_JSON, is_complete, now, read_run, run_id
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
@@ -74,8 +75,7 @@ def load_study(path: str | Path) -> Study:
         raise KeyError(f"{path}: unknown key(s) {unknown}; valid: {sorted(KEYS)}")
     if "notebook" not in spec:
         raise KeyError(f"{path}: 'notebook:' is required (e.g. notebooks/finetune.ipynb)")
-    notebook = Path(spec["notebook"])
-    notebook = notebook if notebook.is_absolute() else paths.REPO_ROOT / notebook
+    notebook = paths.REPO_ROOT / spec["notebook"]  # an absolute path stays as it is
     if not notebook.is_file():
         raise FileNotFoundError(f"{path}: notebook {notebook} not found")
     grids = spec.get("grid") or [{}]
@@ -215,6 +215,8 @@ def execute(run: Run, force: bool = False) -> str:
         "suite": run.suite,
         "notebook": _shown(run.notebook),
         "params": run.params,
+        # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
+        "parameter_names": list(papermill.inspect_notebook(str(run.notebook))),
         "status": "running",
         "started": now(),
     }
@@ -255,10 +257,7 @@ def execute(run: Run, force: bool = False) -> str:
 
 def _shown(path: Path) -> str:
     """A notebook path relative to the repository when it lies inside it."""
-    try:
-        return str(path.relative_to(paths.REPO_ROOT))
-    except ValueError:
-        return str(path)
+    return str(path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path)
 
 
 def plan(

@@ -1,24 +1,23 @@
-"""Process-wide CPU settings that make training faster without changing what it computes.
+"""Process settings, applied where work starts, never on import; the device and the seeds.
 
-Applied when vlsm_lib's torch modules are imported (``VLSM_CPU_TUNING=0`` turns both off):
+``apply()`` is called by ``fit``, ``evaluate``, ``vlsm bench`` and the notebooks' ``setup``, on
+the thread that computes (``VLSM_CPU_TUNING=0`` turns it off). Importing any ``vlsm_lib`` module
+leaves the process as it was (tested). Two settings, both of which make CPU training faster
+without changing what it computes beyond float rounding (measurements in benchmarks/README.md):
 
 - **Denormal floats flushed to zero** (``torch.set_flush_denormal``: FTZ/DAZ in the MXCSR
   register). Softmax probabilities and their gradients underflow into the denormal range
-  (below 1.2e-38); x86 cores handle those in microcode, 10-100x slower. Measured on this
-  project's 2-core CPU: PyTorch's CPU flash-attention backward of one paper-size CLIPSeg decoder
-  layer took 150 ms instead of 22 ms, the whole decoder-only step 0.75 s instead of 0.48 s
-  (benchmarks/README.md). Only values below 1.2e-38 change (to 0). The setting lives in a
-  per-thread register, and a thread copies it from the thread that creates it. ``apply`` sets
-  it on the calling thread and, when torch's OpenMP runtime (libgomp) is loaded, on every
-  thread of the calling thread's OpenMP team (one parallel region runs the setter on each), so
-  threads started before or after both get it. ``fit`` and ``vlsm bench`` call ``apply`` on the
-  thread that trains.
+  (below 1.2e-38), which x86 cores handle in microcode, one to two orders of magnitude slower;
+  the CLIPSeg decoder's attention backward is where it shows. Only values below 1.2e-38 change
+  (to 0). The setting lives in a per-thread register, and a new thread copies it from the thread
+  that creates it. ``apply`` sets it on the calling thread and, when torch's OpenMP runtime
+  (libgomp) is loaded, on every thread of the calling thread's OpenMP team (one parallel region
+  runs the setter on each), so threads started before or after both get it.
 - **glibc malloc keeps large blocks** (``mallopt``: blocks up to 32 MiB come from the heap
   instead of a fresh ``mmap`` each, and freed memory is not handed back to the kernel at once).
   By default every activation over glibc's threshold is a new mapping whose pages the kernel
-  zero-fills on first touch: 25,000 page faults per decoder-only step, 0.54 s instead of
-  0.41 s. The cost: the process keeps its peak heap instead of shrinking after it. Linux with
-  glibc only; elsewhere nothing is done.
+  zero-fills on first touch. The cost: the process keeps its peak heap instead of shrinking
+  after it. Linux with glibc only; elsewhere nothing is done. This one cannot be undone.
 
 ``state()`` says what was applied; runs record it in ``run.json`` (key ``cpu_tuning``).
 
@@ -26,10 +25,11 @@ Applied when vlsm_lib's torch modules are imported (``VLSM_CPU_TUNING=0`` turns 
 ``torch.set_float32_matmul_precision``. PyTorch defines "high" and "medium" as permissions to
 use reduced-precision internals (TF32, bf16) *where a fast algorithm exists*; on a CPU without
 bf16 instructions (no ``avx512_bf16`` / ``amx_bf16``; Arm: ``bf16``) PyTorch 2.14 still takes
-its emulated bf16 path, measured 1.24x (paper CLIPSeg step with frozen encoders) to 1.42x
-(decoder-only step) *slower* than fp32 on this project's 2-core CPU (benchmarks/README.md). There
-the request becomes "highest", which is also what PyTorch's definition promises for hardware
-without a fast path. CUDA devices and CPUs with bf16 instructions get what was asked.
+its emulated bf16 path, which is slower than fp32 (benchmarks/README.md). There the request
+becomes "highest", which is also what PyTorch's definition promises for hardware without a fast
+path. CUDA devices and CPUs with bf16 instructions get what was asked.
+
+``pick_device``, ``device_name`` and ``seed_everything`` are the one home of those mechanics.
 """
 
 from __future__ import annotations
@@ -38,15 +38,24 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import platform
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
 MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
 TRIM_THRESHOLD = 1024 * 1024 * 1024
 
-_STATE: dict = {"enabled": False, "flush_denormal": False, "threads": "", "malloc": "default"}
+_STATE: dict = {
+    "applied": False,
+    "enabled": False,
+    "flush_denormal": False,
+    "threads": "",
+    "malloc": "default",
+}
 _GOMP: dict = {}  # the loaded libgomp and the callback object (kept alive)
 
 
@@ -95,9 +104,9 @@ def _tune_malloc() -> str:
 def apply(enabled: bool | None = None) -> dict:
     """Apply the settings above (by default unless ``VLSM_CPU_TUNING=0``); returns ``state()``.
 
-    Runs when a vlsm_lib module that uses torch is imported, and again in ``fit`` and ``vlsm
-    bench``; calling it again is cheap and harmless. ``apply(False)`` restores denormals on the
-    calling thread and its OpenMP team (malloc settings stay).
+    Called where work starts (``fit``, ``evaluate``, ``vlsm bench``, the notebooks' ``setup``);
+    calling it again is cheap and harmless. ``apply(False)`` restores denormals on the calling
+    thread and its OpenMP team (malloc settings stay).
     """
     if enabled is None:
         enabled = os.environ.get("VLSM_CPU_TUNING", "1").strip().lower() not in ("0", "false", "no")
@@ -106,18 +115,25 @@ def apply(enabled: bool | None = None) -> dict:
     malloc = _STATE["malloc"]
     if enabled and malloc == "default":
         malloc = _tune_malloc()
-    _STATE.update(enabled=enabled, flush_denormal=flushed, threads=threads, malloc=malloc)
+    _STATE.update(
+        applied=True, enabled=enabled, flush_denormal=flushed, threads=threads, malloc=malloc
+    )
     return state()
 
 
 @functools.cache
 def cpu_has_fast_bf16() -> bool | None:
-    """True/False from /proc/cpuinfo's flags (Linux); None where they cannot be read. Read
-    once per process (every ``fit`` asks)."""
+    """True/False from /proc/cpuinfo (Linux); None where it cannot be read. Read once per
+    process (every ``fit`` asks)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        return bf16_in_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         return None
+
+
+def bf16_in_cpuinfo(text: str) -> bool:
+    """Whether /proc/cpuinfo text lists bf16 instructions (x86 ``avx512_bf16`` / ``amx_bf16``
+    in ``flags``; Arm ``bf16`` in ``Features``)."""
     flags = set()
     for line in text.splitlines():
         if line.startswith(("flags", "Features")):
@@ -134,11 +150,40 @@ def matmul_precision(requested: str, device: torch.device | str = "cpu") -> str:
 
 
 def state() -> dict:
-    """What ``apply`` last set: {"enabled", "flush_denormal", "threads" (which threads got it),
-    "malloc"}."""
+    """What ``apply`` last set: {"applied" (False until ``apply`` runs), "enabled",
+    "flush_denormal", "threads" (which threads got it), "malloc"}."""
     return dict(_STATE)
 
 
-# Every vlsm_lib module that imports torch imports this module first (tested), so the settings
-# are in place before vlsm_lib computes anything.
-apply()
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """None: CUDA when torch sees it, else the CPU. Asking for CUDA without it is an error."""
+    if device is None or device == "":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device; use 'cpu'")
+    return device
+
+
+def device_name(device: str | torch.device | None = None) -> str:
+    """The GPU's name, or the CPU's model name with its cores and torch's threads."""
+    device = pick_device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's legacy and torch's generators (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,4 +1,5 @@
-"""Statistics over gathered per-image tables: summaries with bootstrap CIs, paired tests.
+"""Statistics over gathered per-image tables: summaries with bootstrap CIs, paired tests,
+the effect of perturbed prompts.
 
 Comparisons are paired on the same test images (``test_set`` + ``image_id``): Wilcoxon
 signed-rank on per-image metric values, Holm correction across the family of tests reported in
@@ -116,3 +117,33 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
                 for prompt, other in group[group.prompt != empty].groupby("prompt")
             ]
     return _compare(pairs, metric, alpha)
+
+
+def perturbation_effect(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice change against the unperturbed prompt, per attribute and mode, over the
+    images whose prompt actually changed (a ``perturbation_sweep`` table)."""
+    base = table[table.attribute == "none"].set_index("image_id")["dice"]
+    out = []
+    for (attribute, mode), group in table[table.attribute != "none"].groupby(["attribute", "mode"]):
+        changed = group[group.changed]
+        delta = changed["dice"].to_numpy() - base.loc[changed.image_id].to_numpy()
+        out.append(
+            {
+                "attribute": attribute,
+                "mode": mode,
+                "n_changed": len(changed),
+                "delta_dice": float(np.mean(delta)) if len(delta) else float("nan"),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def save_tables(folder, **tables: pd.DataFrame) -> list[str]:
+    """Write each table as ``<folder>/<name>.csv`` (atomically); returns the file names."""
+    from pathlib import Path
+
+    from vlsm_lib.files import write_text
+
+    for name, table in tables.items():
+        write_text(Path(folder) / f"{name}.csv", table.to_csv(index=False))
+    return [f"{name}.csv" for name in tables]

@@ -8,14 +8,14 @@ trained weights, optimiser, scheduler, scaler, RNG state, counters, history. Dat
 function of (seed, epoch), so a resumed run sees the batches it would have seen.
 
 Files are written after an epoch when ``TrainConfig.state_every_s`` seconds have passed since the
-last write (default 30; 0 = after every epoch) and when the run ends (last epoch, early stopping):
-first the best checkpoint, if a better epoch came since the last write (its weights wait in RAM
-until then), then the state. A run that stops on an error (NaN loss, an exception, Ctrl-C) still
-writes its waiting best checkpoint on the way out. Paper-size epochs take minutes, so each is
-saved; a tiny model's half-second epochs would otherwise spend ~20 % of the run writing its 21 MB
-state and 7 MB checkpoint (measured, benchmarks/README.md). A run killed between writes resumes
-from the last written state, replays the epochs after it and ends with the same weights and best
-checkpoint as an uninterrupted run (tested).
+last write (default 30; 0 = after every epoch) and when the run ends: first the best checkpoint,
+if a better epoch came since (its weights wait in RAM), then the state; a run that stops on an
+error still writes its waiting checkpoint. A tiny model's half-second epochs would otherwise
+spend ~20 % of the run writing files (benchmarks/README.md). A run killed between writes replays
+the epochs after the last state and ends with the same weights and best checkpoint (tested).
+
+``step`` is the one training step (forward, loss, backward, clipping, optimiser): ``fit``,
+``vlsm bench`` and the benchmarks call it, so what they time is what ``fit`` trains with.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,18 +34,21 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from vlsm_lib import runtime
-from vlsm_lib.checkpoint import load_state, save_checkpoint, trained_state
+from vlsm_lib.augment import Augmenter
 from vlsm_lib.config import TrainConfig
+from vlsm_lib.data.transforms import to_device
 from vlsm_lib.features import FeatureCache
+from vlsm_lib.files import atomic_write
 from vlsm_lib.losses import make_loss
 from vlsm_lib.metrics import confusion, dice_from_counts
 from vlsm_lib.models import SegModel
+from vlsm_lib.models.weights import load_trained_state, save_checkpoint, trained_state
 
 STATE = "train_state.pt"
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The loss became NaN or infinite; the best checkpoint so far is kept."""
+    """The loss became NaN or infinite (``step``); ``fit`` keeps the best checkpoint so far."""
 
 
 @dataclass
@@ -60,66 +62,86 @@ class FitResult:
     matmul_precision: str = ""  # applied; "highest" for "medium" on CPUs without bf16 (runtime.py)
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with the multi-tensor ("foreach") implementation on every device: PyTorch's CPU
-    default, one tensor at a time, took 42 of a 115 ms tiny-CLIPSeg step (same results)."""
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+@dataclass
+class StepSetup:
+    """What ``step`` needs besides the forward and the batch; ``make_step_setup`` builds fit's."""
+
+    params: list[torch.nn.Parameter]  # the trainable ones: clipped and updated
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler  # a no-op unless enabled (CUDA + amp)
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, mask) -> 0-dim
+    grad_clip: float  # max total gradient norm (clip_grad_norm_)
+    amp: bool  # fp16 autocast around the forward (CUDA only)
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+def make_step_setup(params, cfg: TrainConfig, device: torch.device) -> StepSetup:
+    """fit's AdamW, GradScaler, loss and clipping for ``params`` under ``cfg``; fp16 autocast and
+    loss scaling only on CUDA with ``cfg.amp``. AdamW runs its multi-tensor ("foreach") code on
+    every device: PyTorch's CPU default, one tensor at a time, took 42 of a 115 ms tiny-CLIPSeg
+    step (same results)."""
+    params = list(params)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    amp = device.type == "cuda" and cfg.amp
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    return StepSetup(params, opt, scaler, make_loss(cfg.loss), cfg.grad_clip, amp)
 
 
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def autocast(enabled: bool):
+    """fp16 autocast of CUDA operations (fit's mixed precision); not enabled: does nothing."""
+    return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    return {
-        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
-    }
+def step(forward, batch: dict, setup: StepSetup, context: str = "") -> torch.Tensor:
+    """One training step; returns the loss (0-dim float32 tensor, graph already freed).
 
-
-def model_forward(model: SegModel, batch: dict) -> torch.Tensor:
-    """(B, 1, H, W) logits of a collated batch."""
-    return model(batch["pixel_values"], batch.get("input_ids"), batch.get("attention_mask"))
+    ``forward(batch) -> logits (B, 1, H, W)``: the model's ``forward_batch``, a feature
+    cache's ``forward``, or any function of the batch. ``batch["mask"]``: (B, 1, H, W) float
+    in {0, 1}, on the logits' device. Order: forward under autocast, loss on float32 logits,
+    finiteness check (``NonFiniteLoss``, its message ending in ``context``; the gradients of
+    the previous step are left as they were), zero_grad, scaled backward, unscale_, clipping
+    of the total gradient norm of ``setup.params`` to ``setup.grad_clip``, optimiser step
+    (skipped by the scaler on inf/NaN fp16 gradients), scaler update.
+    """
+    with autocast(setup.amp):
+        logits = forward(batch)
+    loss = setup.loss_fn(logits.float(), batch["mask"])
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(
+            f"loss is {loss.item()}{' ' + context if context else ''}. "
+            "Lower the learning rate or check the inputs (masks in {0, 1})."
+        )
+    setup.opt.zero_grad(set_to_none=True)
+    setup.scaler.scale(loss).backward()
+    setup.scaler.unscale_(setup.opt)  # clip the true gradients, not the scaled ones
+    torch.nn.utils.clip_grad_norm_(setup.params, setup.grad_clip)
+    setup.scaler.step(setup.opt)
+    setup.scaler.update()
+    return loss
 
 
 def loader(dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
     """Batches whose order depends only on (seed, epoch): resuming replays the same order."""
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    return DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        shuffle=shuffle,
-        generator=generator,
-        num_workers=cfg.num_workers,
-        persistent_workers=False,
-    )
+    workers = cfg.num_workers
+    return DataLoader(dataset, cfg.batch_size, shuffle, generator=generator, num_workers=workers)
 
 
 @torch.no_grad()
 def validate(model, dataset, cfg, loss_fn, forward=None, device=None) -> tuple[float, float]:
     """(mean loss, mean per-image Dice at network resolution) over ``dataset``."""
     model.eval()
-    forward = forward or (lambda b: model_forward(model, b))
-    device = device or next(model.parameters()).device
+    forward = forward or model.forward_batch
+    device = device or model.device
     total_loss, dices = 0.0, []
     for batch in loader(dataset, cfg, shuffle=False):
         batch = to_device(batch, device)
-        with _autocast(device, cfg):
+        with autocast(device.type == "cuda" and cfg.amp):
             logits = forward(batch)
         total_loss += float(loss_fn(logits.float(), batch["mask"])) * len(logits)
-        pred = (torch.sigmoid(logits.float()) > model.threshold)[:, 0].cpu().numpy()
+        pred = model.binarize(logits)[:, 0].cpu().numpy()
         tp, fp, fn, _ = confusion(pred, batch["mask"][:, 0].cpu().numpy() > 0.5)
         dices.extend(np.atleast_1d(dice_from_counts(tp, fp, fn)).tolist())
     return total_loss / len(dataset), float(np.mean(dices))
-
-
-def _autocast(device: torch.device, cfg: TrainConfig):
-    return torch.autocast("cuda", dtype=torch.float16, enabled=device.type == "cuda" and cfg.amp)
 
 
 def _make_cache(model, train_set, val_set, cfg, run_dir) -> FeatureCache | None:
@@ -149,36 +171,31 @@ def fit(
         raise ValueError("empty validation set: early stopping and the best checkpoint need one")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    runtime.apply()  # denormals flushed on this thread's torch threads too (runtime.py)
-    seed_everything(cfg.seed)
-    device = pick_device()
+    runtime.apply()  # CPU settings on the thread that trains (runtime.py)
+    runtime.seed_everything(cfg.seed)
+    device = runtime.pick_device()
     precision = runtime.matmul_precision(cfg.matmul_precision, device)
     torch.set_float32_matmul_precision(precision)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, cfg)
+    setup = make_step_setup((p for p in model.parameters() if p.requires_grad), cfg, device)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, threshold=1e-4
+        setup.opt, "min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, threshold=1e-4
     )
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.amp)
-    loss_fn = make_loss(cfg.loss)
     cache = _make_cache(model, train_set, val_set, cfg, run_dir)
-    forward = cache.forward if cache else (lambda b: model_forward(model, b))
+    forward = cache.forward if cache else model.forward_batch
     result = FitResult(cache=cache.mode if cache else "off", matmul_precision=precision)
-    bad_epochs = 0
-    if resume and (run_dir / STATE).is_file():
-        bad_epochs = _load_state(run_dir / STATE, model, opt, sched, scaler, result)
-    augment = _augmenter(model, cfg)
-    writer = _Writer(run_dir, model, opt, sched, scaler, result)
+    writer = _Writer(run_dir, model, setup, sched, result)
+    bad_epochs = writer.load_state() if resume and writer.path.is_file() else 0
+    augment = Augmenter(model.preprocess, seed=cfg.seed) if cfg.augment else None
     try:
         for epoch in range(result.epochs_run, cfg.max_epochs):
             t0 = time.perf_counter()
             if hasattr(train_set, "set_epoch"):
                 train_set.set_epoch(epoch)
-            train_loss = _train_epoch(
-                model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
-            )
-            val_loss, val_dice = validate(model, val_set, cfg, loss_fn, forward, device)
+            train_loss, steps = _train_epoch(model, train_set, cfg, epoch, setup, forward, augment)
+            t_val = time.perf_counter()
+            val_loss, val_dice = validate(model, val_set, cfg, setup.loss_fn, forward, device)
+            t_end = time.perf_counter()
             sched.step(val_loss)
             improved = val_dice > result.best_val_dice + cfg.min_delta
             if improved:
@@ -191,9 +208,13 @@ def fit(
                 "train_loss": train_loss,
                 "val_loss": val_loss,
                 "val_dice": val_dice,
-                "lr": opt.param_groups[0]["lr"],
+                "lr": setup.opt.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
                 "improved": improved,
+                "steps": steps,
+                # parts of "seconds" that benchmarks/ compares with a bare loop
+                "train_seconds": t_val - t0,
+                "val_seconds": t_end - t_val,
             }
             result.history.append(row)
             result.epochs_run = epoch + 1
@@ -214,9 +235,9 @@ def fit(
 class _Writer:
     """Writes the best checkpoint and the resumable state (see the module docstring)."""
 
-    def __init__(self, run_dir: Path, model, opt, sched, scaler, result: FitResult):
-        self.run_dir, self.model, self.result = run_dir, model, result
-        self.opt, self.sched, self.scaler = opt, sched, scaler
+    def __init__(self, run_dir: Path, model, setup: StepSetup, sched, result: FitResult):
+        self.path, self.model, self.result = run_dir / STATE, model, result
+        self.setup, self.sched = setup, sched
         self.pending: tuple[dict, dict] | None = None  # best weights not written yet, their info
         self.last = time.monotonic()
 
@@ -226,27 +247,47 @@ class _Writer:
     def flush_checkpoint(self) -> None:
         if self.pending is not None:
             state, info = self.pending
-            save_checkpoint(self.model, self.run_dir, info, state=state)
+            save_checkpoint(self.model, self.path.parent, info, state=state)
             self.pending = None
 
     def after_epoch(self, bad_epochs: int, last: bool, every_s: float) -> None:
         if last or time.monotonic() - self.last >= every_s:
             self.flush_checkpoint()
-            _save_state(
-                self.run_dir / STATE,
-                self.model,
-                self.opt,
-                self.sched,
-                self.scaler,
-                self.result,
-                bad_epochs,
-            )
+            self.save_state(bad_epochs)
             self.last = time.monotonic()
 
+    def save_state(self, bad_epochs: int) -> None:
+        state = {
+            "model": trained_state(self.model),
+            "optimizer": self.setup.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.setup.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "bad_epochs": bad_epochs,
+            "result": dict(vars(self.result)),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        atomic_write(self.path, lambda tmp: torch.save(state, tmp))  # never a half-written state
 
-def _train_epoch(
-    model, train_set, cfg, epoch, opt, scaler, loss_fn, forward, params, device, augment
-) -> float:
+    def load_state(self) -> int:
+        """Restore what ``save_state`` wrote; returns the epochs without improvement."""
+        state = torch.load(self.path, map_location="cpu", weights_only=True)
+        load_trained_state(self.model, state["model"], str(self.path))
+        self.setup.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.setup.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        for key, value in state["result"].items():
+            if key not in ("cache", "matmul_precision"):  # this process's own
+                setattr(self.result, key, value)
+        return int(state["bad_epochs"])
+
+
+def _train_epoch(model, train_set, cfg, epoch, setup, forward, augment) -> tuple[float, int]:
+    """One epoch of ``step``s; (mean training loss, steps taken)."""
     model.train()
     total, seen = 0.0, 0
     batches = loader(train_set, cfg, shuffle=True, epoch=epoch)
@@ -258,65 +299,13 @@ def _train_epoch(
         leave=False,
         disable=not cfg.progress or bool(os.environ.get("TQDM_DISABLE")),
     )
-    for step, batch in enumerate(bar):
-        batch = to_device(batch, device)
+    for i, batch in enumerate(bar):
+        batch = to_device(batch, model.device)
         if augment:
-            batch = augment(batch, epoch, step)
-        with _autocast(device, cfg):
-            logits = forward(batch)
-        loss = loss_fn(logits.float(), batch["mask"])
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(
-                f"loss is {loss.item()} at epoch {epoch}, step {step}; the best checkpoint so far "
-                "is kept. Lower the learning rate or check the inputs (masks in {0, 1})."
-            )
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        total += loss.item() * len(logits)
-        seen += len(logits)
+            batch = augment(batch, epoch, i)
+        where = f"at epoch {epoch}, step {i}; the best checkpoint so far is kept"
+        loss = step(forward, batch, setup, where)
+        total += loss.item() * len(batch["mask"])
+        seen += len(batch["mask"])
         bar.set_postfix(loss=f"{total / seen:.4f}")
-    return total / max(seen, 1)
-
-
-def _augmenter(model, cfg):
-    if not cfg.augment:
-        return None
-    from vlsm_lib.augment import Augmenter
-
-    return Augmenter(model.preprocess, seed=cfg.seed)
-
-
-def _save_state(path: Path, model, opt, sched, scaler, result: FitResult, bad_epochs: int):
-    state = {
-        "model": trained_state(model),
-        "optimizer": opt.state_dict(),
-        "scheduler": sched.state_dict(),
-        "scaler": scaler.state_dict(),
-        "torch_rng": torch.get_rng_state(),
-        "bad_epochs": bad_epochs,
-        "result": {k: v for k, v in vars(result).items()},
-    }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a half state
-
-
-def _load_state(path: Path, model, opt, sched, scaler, result: FitResult) -> int:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    load_state(model, state["model"], str(path))
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    if "cuda_rng" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    for key, value in state["result"].items():
-        if key not in ("cache", "matmul_precision"):  # this process's own
-            setattr(result, key, value)
-    return int(state["bad_epochs"])
+    return total / max(seen, 1), steps

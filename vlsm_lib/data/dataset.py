@@ -15,18 +15,16 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-
+from .io import FIX_ROOT, DataError, read_image, read_mask
+from .pooled import PooledDataset
 from .transforms import Preprocess
 
 RANDOM = "random"
@@ -35,17 +33,6 @@ RANDOM = "random"
 SAMPLE_CACHE_MB = 2048.0
 _TOKEN_CACHE_SIZE = 65536  # distinct prompt strings whose tokens are kept
 REQUIRED_KEYS = ("img_name", "mask_name", "prompts")
-_FIX_8BIT = "convert it to an 8-bit grayscale PNG with 0 = background, 255 = foreground"
-_FIX_ROOT = "check the VLSM_DATA environment variable / the root passed"
-# Channel spread tolerated in an RGB mask: JPEG chroma noise stays well under this, a real
-# colour-coded mask (e.g. red on black) differs by ~255.
-_RGB_TOLERANCE = 32
-# Share of pixels in 32..223 beyond which a mask is not "binary plus JPEG noise".
-_GREY_FRACTION = 0.01
-
-
-class DataError(ValueError):
-    """A problem with the data on disk; the message names the file or record and the fix."""
 
 
 def _key_order(key: str) -> tuple[int, int, str]:
@@ -101,82 +88,6 @@ def _check_record(path: Path, i: int, rec: Any) -> None:
             f'{where}: \'prompts\' must be an object like {{"p0": "", "p1": '
             f'"..."}}, got {type(rec["prompts"]).__name__}'
         )
-
-
-def _open(path: str | Path, what: str) -> Image.Image:
-    """Open and fully decode (``load``) so truncated files fail here, not in a worker later."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} file {path} not found; {_FIX_ROOT}")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for bad files
-        raise DataError(f"cannot read {what} file {path} ({e}); re-export or delete it") from e
-
-
-def read_image(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image (any PIL-readable mode is converted)."""
-    return _open(path, "image").convert("RGB")
-
-
-def read_mask(path: str | Path) -> np.ndarray:
-    """Read a mask file as a bool array (h, w), foreground = value > 127.
-
-    Rules by PIL mode:
-      * '1' and 'L': used as is. An 'L' mask whose values are only 0 and 1 (a 0/1 label mask)
-        takes 1 as foreground, with a warning.
-      * 'RGB'/'RGBA' whose colour channels are equal (within JPEG noise, spread <= 32): the first
-        channel is used, with a warning. Channels that differ more: DataError (ambiguous
-        colour mask).
-      * 'P' (palette), 'I;16', 'I', 'F' and any other mode: DataError; convert to 8-bit 0/255.
-      * More than 1% of pixels in 32..223 (beyond JPEG noise): binarised at > 127, with a
-        warning giving the fraction.
-    Missing or unreadable files raise DataError.
-    """
-    img = _open(path, "mask")
-    if img.mode == "1":
-        return np.asarray(img, dtype=bool)
-    if img.mode in ("RGB", "RGBA"):
-        arr = _grey_from_rgb(np.asarray(img)[..., :3], path)
-    elif img.mode == "L":
-        arr = np.asarray(img)
-    else:
-        raise DataError(
-            f"mask {path} has unsupported mode '{img.mode}' (palette / 16-32 bit / "
-            f"other); {_FIX_8BIT}"
-        )
-    if arr.max(initial=0) == 1:  # 0/1 label mask: > 127 would make it all background
-        warnings.warn(
-            f"mask {path} holds values 0/1 only; treating 1 as foreground "
-            "(save masks as 0/255 to silence this)",
-            stacklevel=2,
-        )
-        return arr == 1
-    grey = float(np.mean((arr >= 32) & (arr <= 223)))
-    if grey > _GREY_FRACTION:
-        warnings.warn(
-            f"mask {path} is not binary: {grey:.1%} of pixels lie in 32..223; binarising at > 127",
-            stacklevel=2,
-        )
-    return arr > 127
-
-
-def _grey_from_rgb(rgb: np.ndarray, path: str | Path) -> np.ndarray:
-    """(h, w, 3) uint8 -> (h, w) first channel, if the channels agree (a grey mask saved RGB)."""
-    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
-    if spread.max(initial=0) > _RGB_TOLERANCE:
-        raise DataError(
-            f"mask {path} is an RGB image whose channels differ (ambiguous colour "
-            f"mask); {_FIX_8BIT}"
-        )
-    warnings.warn(
-        f"mask {path} is RGB with equal channels; using its first channel "
-        "(save it as 8-bit grayscale to silence this)",
-        stacklevel=3,
-    )
-    return rgb[..., 0]
 
 
 class ImageTextMaskDataset(Dataset):
@@ -247,7 +158,7 @@ class ImageTextMaskDataset(Dataset):
         if missing:
             raise DataError(
                 f"{len(missing)} image/mask files listed in {self.anns_path} are missing, first: "
-                f"{', '.join(missing[:5])}; {_FIX_ROOT} (it must hold "
+                f"{', '.join(missing[:5])}; {FIX_ROOT} (it must hold "
                 f"{self.name}/images and {self.name}/masks)"
             )
         ids = [r["mask_name"] for r in self.records]
@@ -347,25 +258,6 @@ class ImageTextMaskDataset(Dataset):
         if self.preprocess.tokenizer is not None:
             sample["input_ids"], sample["attention_mask"] = self._tokenise(text)
         return sample
-
-
-class PooledDataset(ConcatDataset):
-    """Several datasets concatenated; each sample keeps its own ``dataset`` name."""
-
-    def __init__(self, datasets: Sequence[ImageTextMaskDataset]) -> None:
-        super().__init__(datasets)
-        self.sources = [d.name for d in datasets]
-
-    def set_epoch(self, epoch: int) -> None:
-        for d in self.datasets:
-            d.set_epoch(epoch)
-
-    def prompt_text(self, i: int) -> str:
-        """Prompt of pooled item i at the current epoch."""
-        i = range(len(self))[i]
-        k = bisect_right(self.cumulative_sizes, i)
-        start = self.cumulative_sizes[k - 1] if k else 0
-        return self.datasets[k].prompt_text(i - start)
 
 
 def load_dataset(

@@ -12,8 +12,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-
 # tokenizer(texts, context_length) -> (input_ids (N, L) int64, attention_mask (N, L) int64)
 Tokenizer = Callable[[Sequence[str], int], tuple[torch.Tensor, torch.Tensor]]
 
@@ -63,3 +61,10 @@ class Preprocess:
                 "this Preprocess has no tokenizer (image-only model); cannot tokenise text"
             )
         return self.tokenizer(list(texts), self.context_length)
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    """A collated batch with its tensors on ``device`` (strings and lists left as they are)."""
+    return {
+        k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+    }

@@ -17,10 +17,13 @@ context length) and its threshold (``model.threshold``).
 
 from __future__ import annotations
 
+import inspect
 from importlib import import_module
 from pathlib import Path
 
-from vlsm_lib.models.base import SegModel, WeightsUnavailable
+from vlsm_lib.models import weights as W
+from vlsm_lib.models.base import SegModel
+from vlsm_lib.models.weights import WeightsMismatch, WeightsUnavailable
 
 # name -> (module, builder, fixed keyword arguments). Modules load on demand so that importing
 # the registry does not import every backend.
@@ -47,20 +50,24 @@ def create_model(
     train: str | None = None,
     **options,
 ) -> SegModel:
-    """Build a registered model; see the module docstring for the arguments."""
+    """Build a registered model; see the module docstring for the arguments. ``options`` are
+    the family's own (e.g. CRIS's ``clip_weights``); an option it does not take is an error
+    that lists the valid ones."""
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
     module, builder, fixed = MODELS[name]
     build = getattr(import_module(module), builder)
-    own = _own_checkpoint(weights)
+    _check_options(name, build, fixed, options)
+    own = W.is_checkpoint(weights)
     model = build(size=size, weights=None if own else weights, **fixed, **options)
     model.name = name
     if own:
         # A decoder chosen explicitly (BiomedCLIPSeg-D's decoder_weights) wins over the one
         # stored in the base checkpoint.
-        _load_own(model, own, keep=("decoder.",) if options.get("decoder_weights") else ())
+        skip = ("decoder.",) if options.get("decoder_weights") else ()
+        _start_from_checkpoint(model, Path(weights), skip=skip)
     model.set_train_policy(train or model.default_policy)
     # How to rebuild it: checkpoints store only what trained and rebuild the rest from these.
     model.build_args = {
@@ -73,38 +80,53 @@ def create_model(
     return model
 
 
-def _own_checkpoint(weights) -> Path | None:
-    """A checkpoint written by this library: a folder with model.json, or a .safetensors file."""
-    if weights is None or weights == "pretrained":
-        return None
-    path = Path(weights)
-    if (path / "model.json").is_file() or path.suffix == ".safetensors":
-        return path
-    return None
+def _check_options(name: str, build, fixed: dict, options: dict) -> None:
+    """Refuse options the family's builder does not declare (a typo would otherwise be ignored,
+    e.g. ``clip_weight`` for CRIS's ``clip_weights`` would train from a random CLIP)."""
+    declared = [p for p in inspect.signature(build).parameters if p not in ("size", "weights")]
+    valid = [p for p in declared if p not in fixed]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for model {name!r}; "
+            f"valid: {', '.join(valid) or 'none'}"
+        )
 
 
-def _load_own(model: SegModel, path: Path, keep: tuple[str, ...] = ()) -> None:
-    """Start from a checkpoint of ours, e.g. a tiny model pretrained on synth_shapes."""
-    from safetensors.torch import load_file
+def load_checkpoint(folder: str | Path, device="cpu") -> SegModel:
+    """Rebuild a model from ``folder/model.json`` and load ``folder/checkpoint.safetensors``."""
+    meta, state = W.read_checkpoint(folder)
+    model = create_model(
+        meta["name"],
+        size=meta["size"],
+        weights=meta["weights"],
+        train=meta["train"],
+        **meta.get("options", {}),
+    )
+    W.load_trained_state(model, state, str(Path(folder) / W.WEIGHTS))
+    return model.to(device).eval()
 
-    from vlsm_lib.checkpoint import load_checkpoint
 
+def _start_from_checkpoint(model: SegModel, path: Path, skip: tuple[str, ...] = ()) -> None:
+    """Start from a checkpoint of ours (a folder, or a .safetensors file of a whole model), e.g.
+    a tiny model pretrained on synth_shapes; keys under ``skip`` keep the model's own values."""
     if path.suffix == ".safetensors":
-        if not path.is_file():
-            raise WeightsUnavailable(f"weights file {path} not found")
-        state = load_file(str(path))
+        state = W.read_state(path, "weights")
     else:
         state = load_checkpoint(path).state_dict()
     own = model.state_dict()
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise WeightsUnavailable(
-            f"weights {path} do not fit {model.name} ({model.size}): missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}; they were saved from another model or size"
-        )
-    if keep:
-        state = {k: v for k, v in state.items() if not k.startswith(keep)}
-    model.load_state_dict(state, strict=not keep)
+    state = {k: v for k, v in state.items() if not k.startswith(skip)} if skip else state
+    required = [k for k in own if not k.startswith(skip)] if skip else None
+    fix = "They were saved from another model, size or options; build the model they came from."
+    W.load_checked(model, state, f"weights {path} for {model.name} ({model.size})", fix, required)
 
 
-__all__ = ["MODELS", "SegModel", "WeightsUnavailable", "create_model", "list_models"]
+__all__ = [
+    "MODELS",
+    "SegModel",
+    "WeightsMismatch",
+    "WeightsUnavailable",
+    "create_model",
+    "list_models",
+    "load_checkpoint",
+]

@@ -1,27 +1,11 @@
-"""What every model shares: the forward contract, train policies, preprocessing facts, errors."""
+"""What every model shares: the forward contract, train policies, preprocessing facts."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
-from vlsm_lib.data.transforms import Preprocess
-
-
-class WeightsUnavailable(RuntimeError):
-    """Paper weights could not be loaded (offline, not cached, or a bad local path)."""
-
-
-def weights_error(what: str, source: str, err: Exception) -> WeightsUnavailable:
-    """An error that says how to make ``source`` available without the network."""
-    return WeightsUnavailable(
-        f"could not load {what} from {source!r} ({type(err).__name__}: {str(err)[:300]}). "
-        "This machine is offline or the files are not cached. On a machine with internet, "
-        f"pre-download them (`huggingface-cli download {source}` for a hub id; the files land in "
-        "the Hugging Face cache, $HF_HOME) and copy that cache here, or pass weights= a local "
-        "folder or file. Use weights=None for random initialisation."
-    )
+from vlsm_lib.data.transforms import Preprocess, to_device
 
 
 def stable_head_init(head: nn.Module, prior: float = 0.1) -> None:
@@ -114,9 +98,67 @@ class SegModel(nn.Module):
             "context_length": self.preprocess.context_length if tok else None,
         }
 
+    def forward_batch(self, batch: dict) -> torch.Tensor:
+        """(B, 1, H, W) logits of a collated batch (keys of ``data.dataset`` samples), on the
+        model's device."""
+        batch = to_device(batch, self.device)
+        return self(batch["pixel_values"], batch.get("input_ids"), batch.get("attention_mask"))
+
+    def binarize(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> bool mask of the same shape: sigmoid above ``threshold`` (0.5; CRIS 0.35)."""
+        return torch.sigmoid(logits.float()) > self.threshold
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
     @staticmethod
     def to_input_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(B, 1, h, w) -> (B, 1, H, W) bilinear, only when the sizes differ."""
         if tuple(logits.shape[-2:]) == tuple(size):
             return logits
         return nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+
+class TwoTowerSeg(SegModel):
+    """A model whose vision and text towers feed a decoder (CLIPSeg, BiomedCLIPSeg).
+
+    Subclasses give ``vision_prefix`` / ``text_prefix`` (parameter-name prefixes of the towers)
+    and ``encode_image``, ``encode_text`` and ``decode``. A tower runs with autograd only when
+    some of its parameters train, so a frozen tower builds no graph.
+    """
+
+    vision_prefix: str = ""
+    text_prefix: str = ""
+
+    @staticmethod
+    def tower_policies(
+        decoder: str, stem: tuple[str, ...], blocks: str, deepest: int, text: tuple[str, ...]
+    ) -> dict[str, tuple[str, ...]]:
+        """``decoder``: the decoder alone (what the paper trained); ``all``: the decoder, the
+        text tower and the vision tower up to block ``deepest``. Deeper blocks and the pooled
+        heads never influence the mask, so they stay frozen."""
+        vision = (*stem, *(f"{blocks}{i}." for i in range(deepest + 1)))
+        return {"decoder": (decoder,), "all": (*vision, *text, decoder)}
+
+    @staticmethod
+    def extracted(hidden: torch.Tensor, blocks, extract, **kwargs) -> list[torch.Tensor]:
+        """Run ``blocks`` in order up to the deepest index in ``extract`` (the rest are never
+        run); returns the outputs of the blocks in ``extract``, each (B, 1 + N, D)."""
+        outputs = []
+        for block in blocks[: max(extract) + 1]:
+            hidden = block(hidden, **kwargs)
+            outputs.append(hidden)
+        return [outputs[i] for i in extract]
+
+    def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:
+        """(B, 3, H, W) images, (B, L) tokens and mask -> (B, 1, H, W) logits."""
+        grad = torch.is_grad_enabled()
+        # step 1: activations of the extracted vision blocks, each (B, 1 + N, D)
+        with torch.set_grad_enabled(grad and not self.frozen(self.vision_prefix)):
+            activations = self.encode_image(pixel_values)
+        # step 2: the text tower gives the (B, P) conditional embedding (FiLM input)
+        with torch.set_grad_enabled(grad and not self.frozen(self.text_prefix)):
+            conditional = self.encode_text(input_ids, attention_mask)
+        # step 3: FiLM-conditioned decoder and transposed-convolution head, at the input size
+        return self.decode(activations, conditional, tuple(pixel_values.shape[-2:]))

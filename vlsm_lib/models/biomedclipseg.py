@@ -27,11 +27,16 @@ from torch import nn
 from transformers import BertConfig, CLIPSegConfig
 from transformers.models.clipseg.modeling_clipseg import CLIPSegDecoder
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models import clipseg
-from vlsm_lib.models.base import SegModel, stable_head_init, weights_error
+from vlsm_lib.models.base import TwoTowerSeg, stable_head_init
 from vlsm_lib.models.tokenizers import pretrained_wordpiece, tiny_wordpiece
+from vlsm_lib.models.weights import (
+    load_checked,
+    read_checkpoint,
+    require_hub_file,
+    weights_error,
+)
 
 HUB_ID = "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
 TOKENIZER_ID = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract"
@@ -110,11 +115,12 @@ def decoder_config(vision_width: int, projection_dim: int, tiny: bool) -> CLIPSe
     return cfg
 
 
-class BiomedCLIPSeg(SegModel):
+class BiomedCLIPSeg(TwoTowerSeg):
     """BiomedCLIP encoders (``self.towers``) + CLIPSeg decoder (``self.decoder``)."""
 
     default_policy = "decoder"
     encoder_prefixes = ("towers.",)
+    vision_prefix, text_prefix = "towers.visual.", "towers.text."
 
     def __init__(self, towers, decoder, tokenizer, image_size, extract_blocks, size):
         pre = Preprocess((image_size, image_size), CLIP_MEAN, CLIP_STD, tokenizer, CONTEXT)
@@ -127,29 +133,24 @@ class BiomedCLIPSeg(SegModel):
             )
         self.extract_blocks = tuple(extract_blocks)
         trunk = "towers.visual.trunk."
-        self.train_policies = {
-            "decoder": ("decoder.",),
-            "all": (
+        self.train_policies = self.tower_policies(
+            decoder="decoder.",
+            stem=(
                 f"{trunk}patch_embed.",
                 f"{trunk}cls_token",
                 f"{trunk}pos_embed",
                 f"{trunk}norm_pre.",
-                *(f"{trunk}blocks.{i}." for i in range(max(self.extract_blocks) + 1)),
-                "towers.text.transformer.",
-                "towers.text.proj.",
-                "decoder.",
             ),
-        }
+            blocks=f"{trunk}blocks.",
+            deepest=max(self.extract_blocks),
+            text=("towers.text.transformer.", "towers.text.proj."),
+        )
 
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted blocks, each (B, 1 + N, D)."""
         trunk = self.towers.visual.trunk
         x = trunk.norm_pre(trunk.patch_drop(trunk._pos_embed(trunk.patch_embed(pixel_values))))
-        outputs = []
-        for block in trunk.blocks[: max(self.extract_blocks) + 1]:
-            x = block(x)
-            outputs.append(x)
-        return [outputs[i] for i in self.extract_blocks]
+        return self.extracted(x, trunk.blocks, self.extract_blocks)
 
     def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
         """(B, L) WordPiece tokens -> (B, P) conditional embedding (CLS, MLP projection)."""
@@ -158,17 +159,6 @@ class BiomedCLIPSeg(SegModel):
             attention_mask = (input_ids != 0).long()
         out = text.transformer(input_ids=input_ids, attention_mask=attention_mask)
         return text.proj(text.pooler(out, attention_mask))
-
-    def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:
-        grad = torch.is_grad_enabled()
-        # step 1: ViT block activations, with a graph only if the vision tower trains
-        with torch.set_grad_enabled(grad and not self.frozen("towers.visual.")):
-            activations = self.encode_image(pixel_values)
-        # step 2: the BERT sentence embedding conditions the decoder (FiLM)
-        with torch.set_grad_enabled(grad and not self.frozen("towers.text.")):
-            conditional = self.encode_text(input_ids, attention_mask)
-        # step 3: CLIPSeg decoder; 14 x 14 tokens at 224 px come back x16 to the input size
-        return self.decode(activations, conditional, tuple(pixel_values.shape[-2:]))
 
     def decode(self, activations: list[torch.Tensor], conditional: torch.Tensor, size):
         """Decoder + head: activations and (B, P) embedding -> (B, 1, H, W) logits."""
@@ -179,37 +169,37 @@ class BiomedCLIPSeg(SegModel):
 
 
 def _pretrained_towers() -> nn.Module:
-    import open_clip
+    """BiomedCLIP through open_clip, complete or not at all.
 
+    Its own files are looked up first, so the error names BiomedCLIP's missing file (open_clip
+    would first fail on the BiomedBERT configuration its text tower names). ``require_pretrained``
+    makes open_clip refuse a build whose CLIP weights did not load (it otherwise returns towers
+    initialised from BiomedBERT's and timm's weights, with a logged warning only).
+    """
+    import open_clip
+    from open_clip.constants import HF_CONFIG_NAME, HF_WEIGHTS_NAME
+
+    require_hub_file(HUB_ID, HF_CONFIG_NAME, "the BiomedCLIP configuration")
     try:
-        return open_clip.create_model(f"hf-hub:{HUB_ID}")
+        open_clip.pretrained.download_pretrained_from_hf(HUB_ID)  # safetensors or .bin
+    except Exception as err:
+        raise weights_error(f"the BiomedCLIP weights ({HF_WEIGHTS_NAME})", HUB_ID, err) from err
+    try:
+        return open_clip.create_model(f"hf-hub:{HUB_ID}", require_pretrained=True)
     except Exception as err:
         raise weights_error("BiomedCLIP", HUB_ID, err) from err
 
 
-def _pretrained_decoder(decoder: CLIPSegDecoder, source: str) -> None:
-    from transformers import CLIPSegForImageSegmentation
-
-    try:
-        state = CLIPSegForImageSegmentation.from_pretrained(source).decoder.state_dict()
-    except Exception as err:
-        raise weights_error("the CLIPSeg rd64-refined decoder", source, err) from err
-    decoder.load_state_dict(state)
-
-
 def _decoder_from_checkpoint(decoder: CLIPSegDecoder, folder: str) -> None:
-    from vlsm_lib.checkpoint import load_checkpoint
-
-    donor = load_checkpoint(folder)
-    if donor.name != "clipseg":
-        raise ValueError(f"decoder_weights={folder!r} holds a {donor.name}, not a clipseg model")
-    try:
-        decoder.load_state_dict(donor.net.decoder.state_dict())
-    except RuntimeError as err:
-        raise ValueError(
-            f"the CLIPSeg decoder in {folder} does not fit this BiomedCLIPSeg "
-            f"(sizes differ): {str(err)[:300]}"
-        ) from err
+    """The decoder of a CLIPSeg checkpoint of ours (it trains under every policy, so it is
+    always stored) loaded into ``decoder``."""
+    meta, state = read_checkpoint(folder)
+    if meta.get("name") != "clipseg":
+        raise ValueError(f"decoder_weights={folder!r} holds a {meta.get('name')}, not a clipseg")
+    prefix = "net.decoder."
+    state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    fix = "Use a CLIPSeg checkpoint of the same size as this BiomedCLIPSeg."
+    load_checked(decoder, state, f"the CLIPSeg decoder in {folder}", fix)
 
 
 def build(
@@ -219,7 +209,6 @@ def build(
     extract_blocks=None,
     head_init="stable",
     decoder_weights=None,
-    **_,
 ):
     """BiomedCLIPSeg(-D). Paper: 224 px, BiomedCLIP; tiny: 128 px, random, offline.
 
@@ -254,7 +243,7 @@ def build(
     width = towers.visual.trunk.embed_dim
     decoder = CLIPSegDecoder(decoder_config(width, towers.text.output_dim, tiny))
     if pretrained_decoder and weights == "pretrained":
-        _pretrained_decoder(decoder, clipseg.HUB_ID)
+        decoder.load_state_dict(clipseg.pretrained_net(clipseg.HUB_ID).decoder.state_dict())
     elif decoder_weights:
         _decoder_from_checkpoint(decoder, decoder_weights)
     elif head_init == "stable":

@@ -19,10 +19,10 @@ from __future__ import annotations
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from vlsm_lib.models.base import SegModel, stable_head_init, weights_error
+from vlsm_lib.models.base import TwoTowerSeg, stable_head_init
 from vlsm_lib.models.tokenizers import ClipBPETokenizer
+from vlsm_lib.models.weights import WeightsMismatch, weights_error
 
 HUB_ID = "CIDAS/clipseg-rd64-refined"
 PAPER_SIZE = 352
@@ -86,11 +86,12 @@ def tiny_config() -> CLIPSegConfig:
     )
 
 
-class CLIPSeg(SegModel):
+class CLIPSeg(TwoTowerSeg):
     """CLIPSeg over an HF ``CLIPSegForImageSegmentation`` held as ``self.net``."""
 
     default_policy = "decoder"
     encoder_prefixes = ("net.clip.",)
+    vision_prefix, text_prefix = "net.clip.vision_model.", "net.clip.text"
 
     def __init__(self, net: CLIPSegForImageSegmentation, image_size: int, size: str):
         pre = Preprocess(
@@ -103,29 +104,20 @@ class CLIPSeg(SegModel):
         super().__init__(pre, threshold=0.5, size=size)
         self.net = net
         self.extract_layers = list(net.config.extract_layers)
-        deepest = max(self.extract_layers)
         vision = "net.clip.vision_model."
-        self.train_policies = {
-            "decoder": ("net.decoder.",),
-            "all": (
-                f"{vision}embeddings.",
-                f"{vision}pre_layrnorm.",
-                *(f"{vision}encoder.layers.{i}." for i in range(deepest + 1)),
-                "net.clip.text_model.",
-                "net.clip.text_projection.",
-                "net.decoder.",
-            ),
-        }
+        self.train_policies = self.tower_policies(
+            decoder="net.decoder.",
+            stem=(f"{vision}embeddings.", f"{vision}pre_layrnorm."),
+            blocks=f"{vision}encoder.layers.",
+            deepest=max(self.extract_layers),
+            text=("net.clip.text_model.", "net.clip.text_projection."),
+        )
 
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted ViT blocks, each (B, 1 + N, D)."""
         vm = self.net.clip.vision_model
         hidden = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=True))
-        outputs = []
-        for layer in vm.encoder.layers[: max(self.extract_layers) + 1]:
-            hidden = layer(hidden, attention_mask=None)
-            outputs.append(hidden)
-        return [outputs[i] for i in self.extract_layers]
+        return self.extracted(hidden, vm.encoder.layers, self.extract_layers, attention_mask=None)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         """(B, L) tokens -> (B, projection_dim) conditional embedding (FiLM input)."""
@@ -140,19 +132,8 @@ class CLIPSeg(SegModel):
         logits = self.net.decoder(activations, conditional).logits
         return self.to_input_size(logits.view(conditional.shape[0], 1, *logits.shape[-2:]), size)
 
-    def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:
-        grad = torch.is_grad_enabled()
-        # step 1: the CLIP vision tower, with a graph only if some of it trains
-        with torch.set_grad_enabled(grad and not self.frozen("net.clip.vision_model.")):
-            activations = self.encode_image(pixel_values)
-        # step 2: the text tower gives the conditional embedding
-        with torch.set_grad_enabled(grad and not self.frozen("net.clip.text")):
-            conditional = self.encode_text(input_ids, attention_mask)
-        # step 3: FiLM-conditioned decoder and transposed-convolution head
-        return self.decode(activations, conditional, pixel_values.shape[-2:])
 
-
-def build(size: str = "paper", weights: str | None = None, head_init: str = "stable", **_):
+def build(size: str = "paper", weights: str | None = None, head_init: str = "stable"):
     """CLIPSeg at paper size (352 px; ``weights="pretrained"`` = rd64-refined) or tiny (128 px).
 
     Args:
@@ -169,8 +150,17 @@ def build(size: str = "paper", weights: str | None = None, head_init: str = "sta
             stable_head_init(net.decoder.transposed_convolution)
         return CLIPSeg(net.eval(), 128 if size == "tiny" else PAPER_SIZE, size)
     source = HUB_ID if weights == "pretrained" else str(weights)
-    try:
-        net = CLIPSegForImageSegmentation.from_pretrained(source)
-    except Exception as err:  # offline, not cached, or a bad folder
+    return CLIPSeg(pretrained_net(source), PAPER_SIZE, size)
+
+
+def pretrained_net(source: str) -> CLIPSegForImageSegmentation:
+    """rd64-refined (or a local folder in its layout), complete: a file that lacks or mis-shapes
+    any of the model's tensors is an error, never a partly random model."""
+    try:  # offline, not cached, or a bad folder
+        net, info = CLIPSegForImageSegmentation.from_pretrained(source, output_loading_info=True)
+    except Exception as err:
         raise weights_error("CLIPSeg rd64-refined weights", source, err) from err
-    return CLIPSeg(net.eval(), PAPER_SIZE, size)
+    faults = {k: v for k, v in info.items() if k in ("missing_keys", "mismatched_keys") and v}
+    if faults:
+        raise WeightsMismatch(f"CLIPSeg weights {source!r} are incomplete: {faults}")
+    return net.eval()

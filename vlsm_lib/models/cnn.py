@@ -10,14 +10,12 @@ shapes; squashing to a square is what every other model here does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import segmentation_models_pytorch as smp
 import torch
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from vlsm_lib.models.base import SegModel, WeightsUnavailable, weights_error
+from vlsm_lib.models.base import SegModel
+from vlsm_lib.models.weights import load_checked, read_state, weights_error
 
 ARCHS = {"unet": smp.Unet, "unetpp": smp.UnetPlusPlus, "deeplabv3plus": smp.DeepLabV3Plus}
 # arch -> size -> smp keyword arguments (besides encoder_weights and classes=1).
@@ -104,39 +102,16 @@ def _drop_unused_stages(net: smp.base.SegmentationModel, depth: int) -> None:
             delattr(net.encoder, f"layer{stage - 1}")
 
 
-def _load_state_dict(net: smp.base.SegmentationModel, path: str, what: str) -> None:
-    """Load a full state dict (keys of ``CNNSegModel`` or of the bare smp model) strictly."""
-    try:
-        if Path(path).suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise weights_error(what, str(path), err) from err
+def _load_whole(net: smp.base.SegmentationModel, path: str, what: str) -> None:
+    """A whole state dict (keys of ``CNNSegModel``, ``net.*``, or of the bare smp model)."""
+    state = read_state(path, f"{what} weights")
     if state and all(k.startswith("net.") for k in state):
-        state = {k[len("net.") :]: v for k, v in state.items()}
-    want = net.state_dict()
-    missing, unexpected = sorted(want.keys() - state.keys()), sorted(state.keys() - want.keys())
-    shapes = [
-        f"{k}: {tuple(state[k].shape)} in file, {tuple(want[k].shape)} in model"
-        for k in sorted(want.keys() & state.keys())
-        if want[k].shape != state[k].shape
-    ]
-    if missing or unexpected or shapes:
-
-        def show(keys):
-            return ", ".join(keys[:10]) + (f" (+{len(keys) - 10} more)" if len(keys) > 10 else "")
-
-        raise WeightsUnavailable(
-            f"state dict {path!r} does not fit {what}: missing keys [{show(missing)}]; "
-            f"unexpected keys [{show(unexpected)}]; shape mismatches [{show(shapes)}]"
-        )
-    net.load_state_dict(state)
+        state = {k.removeprefix("net."): v for k, v in state.items()}
+    fix = f"Expected a whole {what} state dict (every key of the model, same shapes)."
+    load_checked(net, state, f"state dict {path!r}", fix)
 
 
-def build(size: str = "paper", weights: str | None = None, arch: str = "unet", **_) -> CNNSegModel:
+def build(size: str = "paper", weights: str | None = None, arch: str = "unet") -> CNNSegModel:
     """Build a CNN baseline.
 
     size: "paper" (ResNet-50 encoder, 256x256 input) or "tiny" (ResNet-18 cut to 3 stages,
@@ -162,6 +137,6 @@ def build(size: str = "paper", weights: str | None = None, arch: str = "unet", *
         raise weights_error(f"ImageNet {cfg['encoder_name']} encoder", repo, err) from err
     _drop_unused_stages(net, cfg["encoder_depth"])
     if weights not in (None, "pretrained"):
-        _load_state_dict(net, str(weights), what)
+        _load_whole(net, str(weights), what)
     preprocess = Preprocess(IMAGE_SIZE[size], IMAGENET_MEAN, IMAGENET_STD, tokenizer=None)
     return CNNSegModel(net, preprocess, size)

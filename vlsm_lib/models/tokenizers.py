@@ -20,7 +20,6 @@ from functools import lru_cache
 
 import torch
 
-from vlsm_lib import runtime  # noqa: F401  (CPU settings; see runtime.py)
 from vlsm_lib.data import prompts as P
 
 CLIP_VOCAB_SIZE = 49408

@@ -1,0 +1,155 @@
+"""The steps a notebook takes, one per cell: set up the run, read its parameters, build the
+model, load the data, summarise the results.
+
+Notebooks hold no logic (no def, no class, no loops); what has a branch or a loop lives in
+vlsm_lib, tested. The sweeps are in ``vlsm_lib.evaluate``, pooled-set names in
+``vlsm_lib.data.pooled``, statistics in ``vlsm_lib.stats``.
+
+Which names are a notebook's parameters is papermill's answer (``papermill.inspect_notebook``,
+the inspection the runner uses to refuse unknown keys), never a second parser of ours. Importing
+papermill takes seconds (nbformat's schema validator compiles a URI grammar on import), which
+every kernel would pay for a list the runner already holds. So the runner writes the names into
+the run's ``run.json`` (``parameter_names``) before it starts the kernel; a kernel started by
+hand (JupyterLab) finds no such file and inspects its notebook itself, once.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from vlsm_lib import paths, runtime
+from vlsm_lib.config import comma_list
+from vlsm_lib.data.dataset import load_dataset
+from vlsm_lib.data.pooled import members
+from vlsm_lib.models import SegModel, create_model
+from vlsm_lib.results import read_run, summarise
+
+# In a path parameter, this placeholder stands for the outputs folder ($VLSM_OUTPUTS or
+# outputs/), so that a notebook's default can name a run of the demo study.
+OUTPUTS = "{outputs}"
+
+
+def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path, Path]:
+    """Resolve folders (interactive runs get ``outputs/interactive/<notebook>/<time>``), seed
+    every generator and cap torch threads at the machine's cores. Returns (run_dir, data_root).
+    """
+    if not run_dir:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = str(paths.outputs_root() / "interactive" / Path(notebook).stem / stamp)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    runtime.apply()  # CPU settings for this kernel (runtime.py)
+    runtime.seed_everything(seed)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    return Path(run_dir), Path(data_root) if data_root else paths.data_root()
+
+
+def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:
+    """The names a notebook declares in its ``parameters`` cell: from ``run_dir/run.json`` when
+    the runner started the run, else from papermill's inspection of ``notebook`` (a path
+    relative to the repository)."""
+    names = read_run(run_dir).get("parameter_names")
+    if names is None:
+        import papermill  # seconds to import: only kernels started by hand get here
+
+        names = list(papermill.inspect_notebook(str(paths.REPO_ROOT / notebook)))
+    return names
+
+
+def notebook_params(namespace: dict, notebook: str) -> dict:
+    """The current values of a notebook's parameters, read from its namespace (``globals()``),
+    which holds ``run_dir`` after ``setup``."""
+    names = parameter_names(notebook, namespace["run_dir"])
+    return {name: namespace[name] for name in names if name in namespace}
+
+
+def resolve(path: str) -> str:
+    """A path parameter with ``{outputs}`` filled in; such a path must exist. Other values
+    ("", "pretrained", a path) are returned as they are."""
+    if OUTPUTS not in path:
+        return path
+    resolved = path.replace(OUTPUTS, str(paths.outputs_root()))
+    if not Path(resolved).exists():
+        raise FileNotFoundError(
+            f"{resolved} not found: this default names a run of the demo study; run `make study` "
+            "first, or set the parameter to a folder of your own"
+        )
+    return resolved
+
+
+def build_model(
+    model: str, size: str, weights: str = "", train: str = "", options: dict | None = None
+) -> SegModel:
+    """``create_model`` with the notebooks' conventions: "" = the default (random weights, the
+    model's own train policy); ``weights`` may use ``{outputs}`` (``resolve``)."""
+    return create_model(
+        model, size=size, weights=resolve(weights) or None, train=train or None, **(options or {})
+    )
+
+
+def datasets(data_root, dataset, preprocess, prompt, seed, val_split="val"):
+    """(train, val) of a dataset or pooled set."""
+    names = members(dataset)
+    train = load_dataset(data_root, names, "train", preprocess, prompt, seed)
+    val = load_dataset(data_root, names, val_split, preprocess, prompt, seed)
+    return train, val
+
+
+def test_sets(data_root, names: str, preprocess, prompt, seed, split="test") -> dict:
+    """{dataset name: its test split} for comma-separated ``names``; pooled names expand to
+    their members, reported apart."""
+    out = {}
+    for name in comma_list(names):
+        for member in members(name):
+            out[member] = load_dataset(data_root, member, split, preprocess, prompt, seed)
+    return out
+
+
+def fit_summary(per_image: pd.DataFrame, result) -> dict:
+    """A finetune run's metrics: the test means (``summarise``) and how training went
+    (a ``train.FitResult``)."""
+    return {
+        **summarise(per_image),
+        "best_epoch": result.best_epoch,
+        "best_val_dice": result.best_val_dice,
+        "epochs": result.epochs_run,
+        "stopped": result.stopped,
+        "feature_cache": result.cache,
+    }
+
+
+def ablation_table(by_level: pd.DataFrame, perturbed: pd.DataFrame) -> pd.DataFrame:
+    """The prompt-level and perturbation sweeps in one per-image table (column ``sweep``)."""
+    return pd.concat(
+        [by_level.assign(sweep="level"), perturbed.assign(sweep="perturbation")],
+        ignore_index=True,
+    )
+
+
+def ablation_metrics(by_level: pd.DataFrame, effect: pd.DataFrame, prompt: str) -> dict:
+    """The test means at ``prompt``, the mean Dice at every level (``dice_<level>``) and the
+    Dice change of each perturbation (``delta_<attribute>_<mode>``; ``effect`` comes from
+    ``stats.perturbation_effect``)."""
+    out = summarise(by_level[by_level.prompt_key == prompt])
+    for level, dice in by_level.groupby("prompt_key")["dice"].mean().items():
+        out[f"dice_{level}"] = dice
+    for row in effect.itertuples():
+        out[f"delta_{row.attribute}_{row.mode}"] = row.delta_dice
+    return out
+
+
+def split_counts(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
+    """{split: images} for the splits given a size; 0 keeps each dataset's default."""
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    return {split: n for split, n in sizes.items() if n}
+
+
+def synthetic_names(names: str) -> list[str]:
+    """Comma-separated MedShapes dataset names; "" = all of them."""
+    from vlsm_lib.data.synthetic import list_synthetic  # slow to import: only medshapes needs it
+
+    return comma_list(names) or list_synthetic()
