@@ -77,8 +77,8 @@ class StepSetup:
 def make_step_setup(params, cfg: TrainConfig, device: torch.device) -> StepSetup:
     """fit's AdamW, GradScaler, loss and clipping for ``params`` under ``cfg``; fp16 autocast and
     loss scaling only on CUDA with ``cfg.amp``. AdamW runs its multi-tensor ("foreach") code on
-    every device: PyTorch's CPU default, one tensor at a time, took 42 of a 115 ms tiny-CLIPSeg
-    step (same results)."""
+    every device: PyTorch's CPU default, one tensor at a time, gives the same results much more
+    slowly on small models (benchmarks/README.md)."""
     params = list(params)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     amp = device.type == "cuda" and cfg.amp
