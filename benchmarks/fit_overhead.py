@@ -13,7 +13,11 @@ Per step, variants (each one epoch over the whole training set):
   fit_no_tqdm  the same with TrainConfig(progress=False)                   (tiny only)
   bare_loader  the bare loop fed by the same DataLoader (train.loader)     (tiny only)
   bare         the bare loop over batches loaded before timing
-The datasets' sample caches are warm (the state of every epoch after a run's first).
+The datasets' sample caches are warm (the state of every epoch after a run's first). fit's own
+history rows also say how long its steps took (step_seconds): train_seconds - step_seconds is
+the loop's cost measured inside one run, free of the drift between rounds that the ratio of
+two separately timed loops carries (at paper size the frozen encoder's forward, seconds long,
+varies by 10-20 % between rounds on a shared VM).
 
 Whole run: fit(max_epochs=E) (tiny 10, paper 3 on 16 training images) end to end on datasets
 built afresh, so that its first epoch decodes every image (optimiser set-up; per epoch the
@@ -71,11 +75,15 @@ class Setup:
         return -(-len(self.train_set) // self.cfg.batch_size)
 
 
-def fit_epoch(setup: Setup, progress: bool) -> float:
-    """Seconds per step of one fit epoch over the whole training set (one validation image)."""
+def fit_epoch(setup: Setup, progress: bool, loops: list[float] | None = None) -> float:
+    """Seconds per step of one fit epoch over the whole training set (one validation image);
+    appends to ``loops`` the seconds per step fit spent outside ``train.step``."""
     cfg = dataclasses.replace(setup.cfg, max_epochs=1, progress=progress)
     val_small = torch.utils.data.Subset(setup.val_set, [0])
     result, _, _ = common.run_fit(setup.model, setup.train_set, val_small, cfg)
+    row = result.history[0]
+    if loops is not None:
+        loops.append((row["train_seconds"] - row["step_seconds"]) / row["steps"])
     return common.per_step_s(result)[0]
 
 
@@ -89,8 +97,9 @@ def per_step(setup: Setup) -> dict:
         source = batches if loaded else train.loader(setup.train_set, cfg, shuffle=True)
         return common.bare_steps(model, source, common.step_setup(model, cfg)) / setup.steps
 
+    loops: list[float] = []  # fit's seconds per step outside train.step, each round
     run: dict[str, Callable[[], float]] = {
-        "fit": lambda: fit_epoch(setup, cfg.progress),
+        "fit": lambda: fit_epoch(setup, cfg.progress, loops),
         "fit_no_tqdm": lambda: fit_epoch(setup, False),
         "bare": bare,
         "bare_loader": lambda: bare(False),
@@ -102,7 +111,10 @@ def per_step(setup: Setup) -> dict:
         for fn in variants.values():
             fn()
     times = common.interleave(variants, setup.rounds, f"{setup.label}, s/step")
-    return {"seconds_per_step": times, **common.ratios(times, PAIRS)}
+    loop = med(loops[-setup.rounds :])  # the rounds' own (the tiny warm-up round ran fit too)
+    share = med(x / f for x, f in zip(loops[-setup.rounds :], times["fit"]))
+    out = {"seconds_per_step": times, "loop_s": loop, "loop_share": share}
+    return {**out, **common.ratios(times, PAIRS)}
 
 
 def whole_fit(setup: Setup) -> dict:
@@ -205,8 +217,8 @@ def markdown(res: dict) -> str:
         "## per step: fit's loop against a bare loop of train.step (median s/step)",
         "",
         "| setup | steps/epoch x rounds | fit | bare | **fit / bare** | paired median | "
-        "bare_loader | fit_no_tqdm | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "bare_loader | fit_no_tqdm | **fit outside train.step** (share of fit) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, o in res["setups"].items():
         s, m = o["per_step"], o["per_step"]["median_s"]
@@ -214,7 +226,7 @@ def markdown(res: dict) -> str:
             f"| {label} | {o['steps_per_epoch']} x {len(s['seconds_per_step']['fit'])} | "
             f"{m['fit']:.4f} | {m['bare']:.4f} | **{s['fit/bare']:.3f}** | "
             f"{s['fit/bare paired']:.3f} | {_s(m, 'bare_loader')} | {_s(m, 'fit_no_tqdm')} | "
-            f"{verdict(s['fit/bare'])} |"
+            f"**{s['loop_s']:.4f}** ({s['loop_share']:.1%}) | {verdict(s['fit/bare'])} |"
         )
     for label, o in res["setups"].items():
         s = o["per_step"]

@@ -62,6 +62,7 @@ def test_short_training_raises_dice_far_above_before(polyps, tmp_path):
     assert len(result.history) == 10 and result.stopped == "max_epochs"
     row = result.history[-1]  # the per-epoch facts benchmarks/ reads
     assert row["steps"] == 96 // 16 and row["train_seconds"] + row["val_seconds"] <= row["seconds"]
+    assert 0 < row["step_seconds"] <= row["train_seconds"]
 
 
 def _step_batch(model, n=4):
