@@ -1,9 +1,26 @@
 """Statistics over gathered per-image tables: summaries with bootstrap CIs, paired tests,
 the effect of perturbed prompts.
 
-Comparisons are paired on the same test images (``test_set`` + ``image_id``): Wilcoxon
-signed-rank on per-image metric values, Holm correction across the family of tests reported in
-one table (statsmodels), bootstrap 95 % confidence intervals of means (scipy).
+**What is compared.** A run's identity is its study, model, training set (``dataset``), prompt,
+train policy, weights, size, data fraction and seed (``IDENTITY``, the columns of a gathered
+table that are present), and every other parameter its study varies: its run id, which names
+them all. A *configuration* is an identity without the seed (``config``: the run id without its
+seed token, so runs of one params file that differ in any grid key, a learning rate included,
+are different configurations). Every summary row
+and every side of a paired test is exactly one configuration on one test set: runs that differ
+in any identity column are never merged. The seeds of one configuration are averaged per image
+first (``per_image``), and their spread is reported beside the mean (``seed_sd``); a row with
+``seeds`` 1 rests on one seed.
+
+Paired tests pair the images both configurations scored (``test_set`` + ``image_id``, unique on
+each side, checked): Wilcoxon signed-rank on per-image differences (scipy) with the
+matched-pairs rank-biserial correlation as effect size, Holm correction across the family of
+tests reported in one table (statsmodels). Bootstrap 95 % confidence intervals of means (scipy).
+
+HD95 is undefined (NaN) on an image where exactly one of truth and prediction is empty. Means
+skip those images, so summaries also report how many there were (``hd95_undefined``) and a
+penalised HD95 that counts each as the image diagonal (``hd95_penalised``): a model that misses
+more lesions cannot look better for it.
 """
 
 from __future__ import annotations
@@ -13,11 +30,61 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+IDENTITY = (
+    "study",
+    "model",
+    "dataset",
+    "prompt",
+    "train",
+    "weights",
+    "size",
+    "train_fraction",
+    "seed",
+)
 KEYS = ["test_set", "image_id"]
+SWEEPS = ("sweep", "prompt_key", "attribute", "mode")  # conditions inside one run
+
+
+SEED_TOKEN = r"__s\d+(?=__|$)"  # how results.run_id writes the seed
+
+
+def configuration(table: pd.DataFrame) -> list[str]:
+    """The columns that name one configuration: the identity columns without the seed, and
+    ``config`` (added by ``with_config``) when the table has run ids."""
+    cols = [c for c in IDENTITY if c in table and c != "seed"]
+    return cols + (["config"] if "config" in table else [])
+
+
+def with_config(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``config`` column: each row's run id without its seed token."""
+    if "run_id" not in table or "config" in table:
+        return table
+    return table.assign(config=table["run_id"].str.replace(SEED_TOKEN, "", regex=True))
+
+
+def per_image(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """One row per configuration, sweep condition and test image: ``metric`` averaged over the
+    configuration's seeds, and ``seeds``, how many scored the image.
+
+    An image scored twice by one run (two rows with the same keys and seed) is an error: it
+    would be counted twice.
+    """
+    table = with_config(table)
+    cols = configuration(table) + [c for c in SWEEPS if c in table] + KEYS
+    seeded = cols + (["seed"] if "seed" in table else [])
+    twice = table.duplicated(seeded, keep=False)
+    if twice.any():
+        first = table.loc[twice, seeded].iloc[0].to_dict()
+        raise ValueError(f"{int(twice.sum())} rows score an image twice within one run: {first}")
+    grouped = table.groupby(cols, dropna=False, sort=False)
+    out = grouped[metric].mean().reset_index()
+    out["seeds"] = grouped["seed"].nunique().to_numpy() if "seed" in table else 1
+    return out
 
 
 def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (scipy); (nan, nan) for fewer than two values."""
+    """Percentile bootstrap CI of the mean (scipy); the mean twice for fewer than two distinct
+    values, NaN for none."""
     values = np.asarray(values, float)
     values = values[~np.isnan(values)]
     if len(values) < 2 or np.all(values == values[0]):
@@ -34,37 +101,73 @@ def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, flo
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _hd95(group: pd.DataFrame) -> dict:
+    """HD95 mean over the images where it is defined, their count, and the penalised mean."""
+    if "hd95" not in group or group["hd95"].isna().all():
+        return {}
+    undefined = group["hd95"].isna() & ~(group["gt_empty"] & group["pred_empty"])
+    diagonal = np.hypot(group["height"], group["width"])
+    return {
+        "hd95": group["hd95"].mean(),
+        "hd95_undefined": int(undefined.sum()),
+        "hd95_penalised": group["hd95"].where(~undefined, diagonal).mean(),
+    }
+
+
 def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Mean metric with a 95 % CI per study, model, test set and prompt."""
-    cols = [c for c in ("study", "model", "test_set", "prompt_key", "train") if c in table]
+    """Per configuration, sweep condition and test set: mean ``metric`` over images (seeds
+    averaged per image first) with a 95 % bootstrap CI, the number of runs, seeds and images,
+    the spread of the per-seed means, and HD95 with its undefined count and penalised mean."""
+    table = with_config(table)
+    cols = configuration(table) + [c for c in SWEEPS if c in table] + ["test_set"]
     rows = []
-    for key, group in table.groupby(cols, dropna=False):
-        low, high = bootstrap_ci(group[metric])
+    for key, images in per_image(table, metric).groupby(cols, dropna=False, sort=False):
+        ident = dict(zip(cols, key if isinstance(key, tuple) else (key,)))
+        group = _one(table, **ident)
+        low, high = bootstrap_ci(images[metric])
+        seed_means = group.groupby("seed")[metric].mean() if "seed" in group else group[metric]
         rows.append(
             {
-                **dict(zip(cols, key if isinstance(key, tuple) else (key,))),
-                "runs": group.run_id.nunique(),
-                "images": len(group),
-                metric: group[metric].mean(),
+                **ident,
+                "runs": group["run_id"].nunique() if "run_id" in group else 1,
+                "seeds": len(seed_means) if "seed" in group else 1,
+                "images": len(images),
+                metric: float(images[metric].mean()),
                 "ci_low": low,
                 "ci_high": high,
+                "seed_sd": float(seed_means.std()) if len(seed_means) > 1 else float("nan"),
+                **(_hd95(group) if metric == "dice" else {}),
             }
         )
     return pd.DataFrame(rows)
 
 
 def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice") -> dict:
-    """Wilcoxon signed-rank of b - a over the images both contain."""
+    """Wilcoxon signed-rank of b - a over the images both scored; ``a`` and ``b`` hold one
+    configuration each (at most one row per test image, checked)."""
+    for side, frame in (("a", a), ("b", b)):
+        if frame.duplicated(KEYS).any():
+            raise ValueError(
+                f"side {side} holds an image more than once: it mixes configurations (or "
+                "seeds not averaged); pass one configuration's per_image rows"
+            )
     joined = a[KEYS + [metric]].merge(b[KEYS + [metric]], on=KEYS, suffixes=("_a", "_b"))
-    diff = (joined[f"{metric}_b"] - joined[f"{metric}_a"]).dropna().to_numpy()
+    joined = joined.dropna()
+    diff = (joined[f"{metric}_b"] - joined[f"{metric}_a"]).to_numpy()
     out = {
         "n": len(diff),
         "mean_a": joined[f"{metric}_a"].mean(),
         "mean_b": joined[f"{metric}_b"].mean(),
         "mean_diff": float(np.mean(diff)) if len(diff) else float("nan"),
+        "rank_biserial": float("nan"),
         "p": float("nan"),
     }
-    if len(diff) and np.any(diff != 0):
+    nonzero = diff[diff != 0]
+    if len(nonzero):
+        ranks = sps.rankdata(np.abs(nonzero))  # matched-pairs rank-biserial (Kerby 2014)
+        out["rank_biserial"] = float(
+            (ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum()
+        )
         out["p"] = float(sps.wilcoxon(diff, zero_method="wilcox").pvalue)
     return out
 
@@ -82,41 +185,65 @@ def holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return table
 
 
-COMPARISON = ["model", "test_set", "prompt", "n", "mean_a", "mean_b", "mean_diff", "p"]
+def _one(frame: pd.DataFrame, **values) -> pd.DataFrame:
+    """Rows of ``frame`` whose columns equal ``values`` (NaN equals NaN; absent columns pass)."""
+    keep = pd.Series(True, index=frame.index)
+    for col, value in values.items():
+        if col in frame:
+            keep &= frame[col].isna() if pd.isna(value) else frame[col] == value
+    return frame[keep]
 
 
-def _compare(pairs, metric: str, alpha: float) -> pd.DataFrame:
-    """Paired tests of (model, test_set, prompt, baseline rows, other rows), Holm-corrected."""
-    rows = [
-        {"model": m, "test_set": t, "prompt": p, **paired_test(a, b, metric)}
-        for m, t, p, a, b in pairs
-    ]
-    return holm(pd.DataFrame(rows, columns=COMPARISON), alpha)
+def _row(label: dict, a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict:
+    seeds = {"seeds_a": int(a["seeds"].max()), "seeds_b": int(b["seeds"].max())}
+    return {**label, **seeds, **paired_test(a, b, metric)}
 
 
 def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
-    """Each finetuned run against the zero-shot run of the same model, test set and prompt."""
-    zs, ft = table[table.study == "zero_shot"], table[table.study == "finetune"]
-    pairs = []
-    for (model, test_set, prompt), tuned in ft.groupby(["model", "test_set", "prompt"]):
-        base = zs[(zs.model == model) & (zs.test_set == test_set) & (zs.prompt == prompt)]
-        if len(base):
-            pairs.append((model, test_set, prompt, base, tuned))
-    return _compare(pairs, metric, alpha)
+    """Each finetuned configuration, per test set, against the zero-shot run of the same model,
+    prompt, size and starting weights on that test set. A zero-shot run made on the test set
+    itself is preferred; otherwise each zero-shot configuration that scored the set (e.g. one
+    run on a pooled name) is its own comparison, never merged with another."""
+    table = with_config(table)
+    images = per_image(table, metric)
+    cols = configuration(table)
+    ft, zs = images[images.study == "finetune"], images[images.study == "zero_shot"]
+    rows = []
+    for key, tuned in ft.groupby(cols + ["test_set"], dropna=False, sort=False):
+        ident = dict(zip(cols + ["test_set"], key))
+        match = {
+            k: ident[k] for k in ("model", "prompt", "size", "weights", "test_set") if k in ident
+        }
+        base = _one(zs, **match)
+        if (base.dataset == ident["test_set"]).any():
+            base = base[base.dataset == ident["test_set"]]
+        for (zs_dataset,), zero in base.groupby(["dataset"], sort=False):
+            label = {**ident, "baseline": f"zero_shot on {zs_dataset}"}
+            rows.append(_row(label, zero, tuned, metric))
+    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 
 def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") -> pd.DataFrame:
-    """Finetuned runs with a prompt against the same model and data finetuned with P0."""
-    ft = table[table.study == "finetune"]
-    pairs = []
-    for (model, test_set), group in ft.groupby(["model", "test_set"]):
+    """Each finetuned configuration against the same configuration (model, training set,
+    policy, weights, seeds...) finetuned with the ``empty`` prompt, on each test set."""
+    images = per_image(table, metric)
+    ft = images[images.study == "finetune"]
+    # the same configuration but for the prompt: its run id without the prompt token either
+    ft = (
+        ft.assign(config=ft["config"].str.replace(r"__(p\d+|random)(?=__|$)", "", regex=True))
+        if "config" in ft
+        else ft
+    )
+    cols = [c for c in configuration(ft) if c != "prompt"] + ["test_set"]
+    rows = []
+    for key, group in ft.groupby(cols, dropna=False, sort=False):
         base = group[group.prompt == empty]
-        if len(base):
-            pairs += [
-                (model, test_set, prompt, base, other)
-                for prompt, other in group[group.prompt != empty].groupby("prompt")
-            ]
-    return _compare(pairs, metric, alpha)
+        if not len(base):
+            continue
+        for prompt, other in group[group.prompt != empty].groupby("prompt", sort=False):
+            label = {**dict(zip(cols, key)), "prompt": prompt, "baseline": f"prompt {empty}"}
+            rows.append(_row(label, base, other, metric))
+    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 
 def perturbation_effect(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,148 @@
+"""vlsm_lib.stats on hand-made gathered tables: what is compared with what, and the numbers."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from vlsm_lib import stats
+
+
+def runs(study, model, dataset, prompt, test_set, dice, seed=42, run_id=None, **extra):
+    """A gathered table's rows for one run: one row per test image, ids img0, img1, ..."""
+    run_id = run_id or f"{study}__{model}__{dataset}__{prompt}__s{seed}"
+    n = len(dice)
+    return pd.DataFrame(
+        {
+            "run_id": run_id,
+            "study": study,
+            "model": model,
+            "dataset": dataset,
+            "prompt": prompt,
+            "seed": seed,
+            "test_set": test_set,
+            "image_id": [f"img{i}" for i in range(n)],
+            "dice": dice,
+            **extra,
+        }
+    )
+
+
+RNG = np.random.default_rng(0)
+A = RNG.uniform(0.0, 0.5, 20)  # zero-shot
+B = RNG.uniform(0.4, 1.0, 20)  # finetuned on kvasir
+C = RNG.uniform(0.3, 0.9, 20)  # finetuned on the pooled set
+
+
+def test_two_training_sets_on_one_test_set_are_two_comparisons():
+    table = pd.concat(
+        [
+            runs("zero_shot", "clipseg", "kvasir", "p6", "kvasir", A),
+            # the zero-shot grid also runs the pooled name: same images, same weights
+            runs("zero_shot", "clipseg", "pooled_polyp", "p6", "kvasir", A),
+            runs("finetune", "clipseg", "kvasir", "p6", "kvasir", B),
+            runs("finetune", "clipseg", "pooled_polyp", "p6", "kvasir", C),
+        ]
+    )
+    got = stats.finetune_vs_zero_shot(table)
+    assert sorted(got["dataset"]) == ["kvasir", "pooled_polyp"]
+    assert list(got["n"]) == [20, 20]  # not the 400-pair cross product
+    assert set(got["baseline"]) == {"zero_shot on kvasir"}  # the run on the test set itself
+    row = got.set_index("dataset").loc["pooled_polyp"]
+    assert row["mean_b"] == pytest.approx(C.mean()) and row["mean_a"] == pytest.approx(A.mean())
+    assert row["p"] == pytest.approx(sps.wilcoxon(C - A).pvalue)
+
+
+def test_prompt_effect_never_pairs_other_training_data():
+    table = pd.concat(
+        [
+            runs("finetune", "clipseg", "pooled_all", "random", "kvasir", B),
+            runs("finetune", "clipseg", "kvasir", "p0", "kvasir", A),
+        ]
+    )
+    assert stats.prompt_effect(table).empty  # a training-set shift is not a prompt effect
+    table = pd.concat([table, runs("finetune", "clipseg", "kvasir", "p6", "kvasir", C)])
+    got = stats.prompt_effect(table)
+    assert len(got) == 1 and got.iloc[0]["prompt"] == "p6" and got.iloc[0]["n"] == 20
+
+
+def test_seeds_are_averaged_per_image_and_their_spread_reported():
+    s1, s2 = B, B * 0.5
+    table = pd.concat(
+        [
+            runs("finetune", "cris", "kvasir", "p6", "kvasir", s1, seed=1),
+            runs("finetune", "cris", "kvasir", "p6", "kvasir", s2, seed=2),
+            runs("zero_shot", "cris", "kvasir", "p6", "kvasir", A),
+        ]
+    )
+    images = stats.per_image(table)
+    tuned = images[images.study == "finetune"]
+    assert len(tuned) == 20 and set(tuned["seeds"]) == {2}
+    np.testing.assert_allclose(tuned["dice"], (s1 + s2) / 2)
+    summary = stats.summary_table(table).set_index("study").loc["finetune"]
+    assert summary["seeds"] == 2 and summary["runs"] == 2 and summary["images"] == 20
+    assert summary["seed_sd"] == pytest.approx(np.std([s1.mean(), s2.mean()], ddof=1))
+    got = stats.finetune_vs_zero_shot(table)
+    assert got.iloc[0]["seeds_b"] == 2 and got.iloc[0]["n"] == 20
+    assert got.iloc[0]["p"] == pytest.approx(sps.wilcoxon((s1 + s2) / 2 - A).pvalue)
+
+
+def test_summary_keeps_prompts_and_hyperparameters_apart():
+    table = pd.concat(
+        [
+            runs("finetune", "cris", "ref", "p6", "ref", B),
+            runs("finetune", "cris", "ref", "p0", "ref", A),
+            # same model, data and prompt, another learning rate: the run id says so
+            runs(
+                "finetune",
+                "cris",
+                "ref",
+                "p6",
+                "ref",
+                C,
+                run_id="finetune__cris__ref__p6__lr-0.1__s42",
+            ),
+        ]
+    )
+    summary = stats.summary_table(table)
+    assert len(summary) == 3
+    assert sorted(summary["dice"].round(6)) == sorted(np.round([A.mean(), B.mean(), C.mean()], 6))
+
+
+def test_paired_test_matches_scipy_and_handles_ties():
+    a = runs("x", "m", "d", "p0", "t", A)
+    b = runs("x", "m", "d", "p6", "t", B)
+    got = stats.paired_test(a, b)
+    assert got["n"] == 20 and got["p"] == pytest.approx(sps.wilcoxon(B - A).pvalue)
+    hand = stats.paired_test(
+        runs("x", "m", "d", "p0", "t", [0.5, 0.5, 0.5, 0.5]),
+        runs("x", "m", "d", "p6", "t", [0.6, 0.3, 0.8, 0.5]),  # +0.1, -0.2, +0.3, 0 (dropped)
+    )
+    assert hand["rank_biserial"] == pytest.approx((1 + 3 - 2) / 6)  # ranks 1, 2, 3 of |d|
+    same = stats.paired_test(a, a)
+    assert same["n"] == 20 and np.isnan(same["p"]) and same["mean_diff"] == 0
+    shifted = stats.paired_test(a, runs("x", "m", "d", "p6", "t", A + 0.1))
+    assert shifted["rank_biserial"] == pytest.approx(1.0)  # all differences equal, all positive
+    with pytest.raises(ValueError, match="more than once"):
+        stats.paired_test(pd.concat([a, a]), b)
+
+
+def test_a_missing_baseline_gives_no_row_and_a_run_scoring_twice_is_an_error():
+    table = runs("finetune", "unet", "kvasir", "p6", "kvasir", B)
+    assert stats.finetune_vs_zero_shot(table).empty
+    summary = stats.summary_table(table)  # a single model still summarises
+    assert len(summary) == 1 and summary.iloc[0]["dice"] == pytest.approx(B.mean())
+    with pytest.raises(ValueError, match="twice within one run"):
+        stats.per_image(pd.concat([table, table]))
+
+
+def test_hd95_undefined_images_are_counted_and_penalised():
+    table = runs("finetune", "cris", "d", "p6", "t", [0.8, 0.0, 1.0])
+    table["hd95"] = [3.0, np.nan, 0.0]  # image 1: lesion missed; image 2: both empty
+    table["gt_empty"] = [False, False, True]
+    table["pred_empty"] = [False, True, True]
+    table["height"], table["width"] = 30, 40
+    row = stats.summary_table(table).iloc[0]
+    assert row["hd95"] == pytest.approx(1.5)  # the plain mean skips the missed lesion
+    assert row["hd95_undefined"] == 1
+    assert row["hd95_penalised"] == pytest.approx((3.0 + 50.0 + 0.0) / 3)  # diagonal of 30x40
