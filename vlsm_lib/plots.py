@@ -140,3 +140,40 @@ def metric_by(
         ax.legend(fontsize=7, title=hue, title_fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
+    """Critical-difference diagrams (scikit-posthocs), one panel per setting of
+    ``ranking.friedman_nemenyi``: mean ranks (1 = best) on the axis, bars joining contestants
+    whose Nemenyi p-value is at least ``alpha``; the title gives Friedman's test."""
+    import scikit_posthocs as sp
+
+    _style()
+    if not results:
+        fig, ax = plt.subplots(figsize=(7, 1))
+        ax.text(0.5, 0.5, "no setting with 3+ models and 2+ complete blocks", ha="center")
+        ax.set_axis_off()
+        return fig
+    fig, axes = plt.subplots(len(results), 1, figsize=(7, 2.2 * len(results)), squeeze=False)
+    for ax, (setting, r) in zip(axes[:, 0], results.items()):
+        sp.critical_difference_diagram(r["mean_rank"], r["nemenyi"], alpha=alpha, ax=ax)
+        f = r["friedman"]
+        ax.set_title(
+            f"{setting}: Friedman chi2 {f['statistic']:.1f}, p {f['p']:.1e} "
+            f"({f['blocks']} blocks, {f['contestants']} models)",
+            fontsize=8,
+        )
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, folder: str | Path, name: str, dpi: int = 150) -> list[Path]:
+    """Write ``fig`` as ``<folder>/<name>.png`` and ``.svg``; returns the two paths."""
+    from vlsm_lib.files import atomic_write
+
+    paths = []
+    for suffix in ("png", "svg"):
+        path = Path(folder) / f"{name}.{suffix}"
+        atomic_write(path, lambda tmp, s=suffix: fig.savefig(tmp, format=s, dpi=dpi))
+        paths.append(path)
+    return paths

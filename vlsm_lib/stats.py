@@ -266,11 +266,15 @@ def perturbation_effect(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def save_tables(folder, **tables: pd.DataFrame) -> list[str]:
-    """Write each table as ``<folder>/<name>.csv`` (atomically); returns the file names."""
+    """Write each table as ``<folder>/<name>.csv``, ``.md`` and ``.tex`` (atomically, floats
+    with 4 significant digits in the Markdown and LaTeX); returns the CSV file names."""
     from pathlib import Path
 
     from vlsm_lib.files import write_text
 
+    folder = Path(folder)
     for name, table in tables.items():
-        write_text(Path(folder) / f"{name}.csv", table.to_csv(index=False))
+        write_text(folder / f"{name}.csv", table.to_csv(index=False))
+        write_text(folder / f"{name}.md", table.to_markdown(index=False, floatfmt=".4g") + "\n")
+        write_text(folder / f"{name}.tex", table.to_latex(index=False, float_format="%.4g"))
     return [f"{name}.csv" for name in tables]
