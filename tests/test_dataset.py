@@ -117,12 +117,14 @@ def test_good_dataset_keys_shapes_dtypes(tmp_path):
         "attention_mask",
         "prompt",
         "image_id",
+        "cluster",
         "img_path",
         "mask_path",
         "height",
         "width",
         "dataset",
     }
+    assert s["cluster"] == ds.records[1]["img_name"]  # no cluster key: the image is one
     assert s["pixel_values"].shape == (3, 8, 12) and s["pixel_values"].dtype == torch.float32
     assert s["mask"].shape == (1, 8, 12) and s["mask"].dtype == torch.float32
     assert set(s["mask"].unique().tolist()) == {0.0, 1.0}

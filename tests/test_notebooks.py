@@ -136,7 +136,15 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     assert table.dice.between(0, 1).all()
     summary = run_dirs["statistics"] / "results" / "summary.csv"
     assert summary.is_file() and pd.read_csv(summary).shape[0] > 0
-    for name in ("summary.md", "summary.tex", "wilcoxon_models.csv", "cd_diagram.svg"):
+    for name in (
+        "summary.md",
+        "summary.tex",
+        "wilcoxon_models.csv",
+        "cd_diagram.svg",
+        "table2.csv",
+        "table2_grid.md",
+        "domain_shift.tex",
+    ):
         assert (summary.parent / name).is_file(), name
     for rid, run_dir in run_dirs.items():  # every report shows at least one figure
         assert "data:image/png;base64" in (run_dir / "notebook.html").read_text(), rid

@@ -146,3 +146,23 @@ def test_hd95_undefined_images_are_counted_and_penalised():
     assert row["hd95"] == pytest.approx(1.5)  # the plain mean skips the missed lesion
     assert row["hd95_undefined"] == 1
     assert row["hd95_penalised"] == pytest.approx((3.0 + 50.0 + 0.0) / 3)  # diagonal of 30x40
+
+
+def test_clustered_bootstrap_resamples_records_together():
+    means = np.array([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.8, 0.4])
+    values = np.repeat(means, 10)  # each cluster: one image's 10 masks, all alike
+    clusters = np.repeat(np.arange(8), 10)
+    naive = stats.bootstrap_ci(values)
+    clustered = stats.bootstrap_ci(values, clusters=clusters)
+    by_cluster = stats.bootstrap_ci(means)  # the same information: 8 independent units
+    assert clustered[1] - clustered[0] > 2 * (naive[1] - naive[0])
+    assert clustered == pytest.approx(by_cluster, abs=0.03)
+    singletons = stats.bootstrap_ci(means, clusters=np.arange(8))
+    assert singletons == pytest.approx(by_cluster, abs=0.03)
+
+
+def test_summary_counts_clusters():
+    table = runs("finetune", "cris", "xray", "p6", "xray", [0.2, 0.4, 0.6, 0.8])
+    table["cluster"] = ["a.png", "a.png", "b.png", "c.png"]  # two pathologies of image a
+    row = stats.summary_table(table).iloc[0]
+    assert row["images"] == 4 and row["clusters"] == 3

@@ -35,6 +35,7 @@ from vlsm_lib.models import SegModel
 COLUMNS = [
     "source",
     "image_id",
+    "cluster",
     "prompt_text",
     "dice",
     "iou",
@@ -106,6 +107,7 @@ def evaluate(
                 {
                     "source": batch["dataset"][k],
                     "image_id": batch["image_id"][k],
+                    "cluster": batch["cluster"][k],
                     "prompt_text": batch["prompt"][k],
                     **scores,
                     "height": h,

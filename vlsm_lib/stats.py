@@ -79,25 +79,35 @@ def per_image(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     grouped = table.groupby(cols, dropna=False, sort=False)
     out = grouped[metric].mean().reset_index()
     out["seeds"] = grouped["seed"].nunique().to_numpy() if "seed" in table else 1
+    if "cluster" in table:
+        out["cluster"] = grouped["cluster"].first().to_numpy()
     return out
 
 
-def bootstrap_ci(values, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(values, level=0.95, seed=0, clusters=None) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean (scipy); the mean twice for fewer than two distinct
-    values, NaN for none."""
+    values, NaN for none. ``clusters`` (one label per value): records that belong together (a
+    patient's frames, an image's several masks) are resampled together, and the statistic is
+    the mean over the records of the drawn clusters."""
     values = np.asarray(values, float)
-    values = values[~np.isnan(values)]
+    keep = ~np.isnan(values)
+    values = values[keep]
     if len(values) < 2 or np.all(values == values[0]):
         m = float(values.mean()) if len(values) else float("nan")
         return m, m
-    res = sps.bootstrap(
-        (values,),
-        np.mean,
-        confidence_level=level,
-        n_resamples=2000,
-        random_state=seed,
-        method="percentile",
-    )
+    options = dict(confidence_level=level, n_resamples=2000, random_state=seed, method="percentile")
+    if clusters is None:
+        res = sps.bootstrap((values,), np.mean, **options)
+    else:
+        frame = pd.DataFrame({"v": values, "c": np.asarray(clusters)[keep]}).groupby("c")["v"]
+        sums, counts = frame.sum().to_numpy(), frame.size().to_numpy(dtype=float)
+        if len(sums) < 2:
+            return float(values.mean()), float(values.mean())
+
+        def pooled_mean(s, c, axis=-1):
+            return s.sum(axis=axis) / c.sum(axis=axis)
+
+        res = sps.bootstrap((sums, counts), pooled_mean, paired=True, **options)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
@@ -124,7 +134,8 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     for key, images in per_image(table, metric).groupby(cols, dropna=False, sort=False):
         ident = dict(zip(cols, key if isinstance(key, tuple) else (key,)))
         group = _one(table, **ident)
-        low, high = bootstrap_ci(images[metric])
+        clusters = images["cluster"] if "cluster" in images else None
+        low, high = bootstrap_ci(images[metric], clusters=clusters)
         seed_means = group.groupby("seed")[metric].mean() if "seed" in group else group[metric]
         rows.append(
             {
@@ -132,6 +143,7 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
                 "runs": group["run_id"].nunique() if "run_id" in group else 1,
                 "seeds": len(seed_means) if "seed" in group else 1,
                 "images": len(images),
+                "clusters": images["cluster"].nunique() if clusters is not None else len(images),
                 metric: float(images[metric].mean()),
                 "ci_low": low,
                 "ci_high": high,

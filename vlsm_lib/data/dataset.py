@@ -95,8 +95,10 @@ class ImageTextMaskDataset(Dataset):
 
     Sample keys: ``pixel_values`` (3, H, W) float32, ``mask`` (1, H, W) float32 in {0, 1},
     ``input_ids`` / ``attention_mask`` (L,) int64 (absent when ``preprocess.tokenizer`` is
-    None), ``prompt`` str, ``image_id`` (mask_name), ``img_path``, ``mask_path``, ``height`` /
-    ``width`` (original mask size), ``dataset`` (name).
+    None), ``prompt`` str, ``image_id`` (mask_name), ``cluster`` (records that belong together,
+    resampled together by bootstraps: the record's ``cluster`` key, e.g. a patient, else its
+    img_name, so that an image's several pathology masks form one cluster), ``img_path``,
+    ``mask_path``, ``height`` / ``width`` (original mask size), ``dataset`` (name).
 
     ``prompt`` is a key like "p3" (a list value: one alternative drawn per item) or "random"
     (a key among p1..pN, then an alternative). Draws use ``default_rng([seed, epoch, index])`` so
@@ -249,6 +251,7 @@ class ImageTextMaskDataset(Dataset):
             "mask": mask,
             "prompt": text,
             "image_id": self.records[i]["mask_name"],
+            "cluster": str(self.records[i].get("cluster") or self.records[i]["img_name"]),
             "img_path": str(img_path),
             "mask_path": str(mask_path),
             "height": h,

@@ -1,0 +1,59 @@
+"""vlsm_lib.tables: Table 2 with the paper's numbers beside ours, the domain-shift table."""
+
+import pandas as pd
+import pytest
+
+from vlsm_lib import paths, tables
+
+
+def rows(study, model, dataset, test_set, dice, prompt="p6"):
+    return pd.DataFrame(
+        {
+            "run_id": f"{study}__{model}__{dataset}__{prompt}",
+            "study": study,
+            "model": model,
+            "dataset": dataset,
+            "prompt": prompt,
+            "test_set": test_set,
+            "image_id": [f"i{k}" for k in range(len(dice))],
+            "cluster": [f"c{k // 2}" for k in range(len(dice))],
+            "dice": dice,
+        }
+    )
+
+
+def test_table2_marks_the_best_and_sets_the_papers_value_beside_ours():
+    table = pd.concat(
+        [
+            rows("finetune", "cris", "kvasir_polyp", "kvasir_polyp", [0.9, 0.8, 0.95, 0.85]),
+            rows("finetune", "clipseg", "kvasir_polyp", "kvasir_polyp", [0.7, 0.6, 0.8, 0.9]),
+            rows("finetune", "clipseg", "pooled_all", "kvasir_polyp", [0.5, 0.6, 0.7, 0.8]),
+            rows("zero_shot", "clipseg", "kvasir_polyp", "kvasir_polyp", [0.1, 0.2, 0.3, 0.0]),
+        ]
+    )
+    paper = tables.read_paper(paths.REPO_ROOT / "params/paper/reference/paper_results.csv")
+    got = tables.table2(table, paper=paper).set_index(["study", "trained_on", "model"])
+    cris = got.loc[("finetune", "kvasir_polyp", "cris")]
+    assert cris["best"] and cris["regime"] == "Individual" and cris["clusters"] == 2
+    assert cris["paper_dice"] == pytest.approx(0.9139)  # Table 2: CRIS, individual, Kvasir
+    assert cris["diff_vs_paper"] == pytest.approx(0.875 - 0.9139)
+    pooled = got.loc[("finetune", "pooled_all", "clipseg")]
+    assert pooled["regime"] == "Pooled all" and not pooled["best"]
+    assert got.loc[("zero_shot", "-", "clipseg")]["best"]  # best of its own study
+    assert pd.isna(got.loc[("zero_shot", "-", "clipseg")]["paper_dice"])
+    wide = tables.table2_wide(tables.table2(table))
+    assert wide.shape == (4, 5) and wide["kvasir_polyp"].str.startswith("**").sum() == 2
+
+
+def test_domain_shift_takes_in_distribution_dice_from_the_finetune_run():
+    table = pd.concat(
+        [
+            rows("finetune", "cris", "pooled_polyp", "kvasir_polyp", [0.8, 0.9]),
+            rows("finetune", "cris", "pooled_polyp", "bkai_polyp", [0.6, 0.7]),
+            rows("domain_shift", "cris", "pooled_polyp", "etis_polyp", [0.3, 0.5]),
+        ]
+    )
+    got = tables.domain_shift(table).iloc[0]
+    assert got["unseen_set"] == "etis_polyp" and got["dice"] == pytest.approx(0.4)
+    assert got["in_distribution"] == pytest.approx(0.75)  # mean of the two member sets
+    assert got["drop"] == pytest.approx(0.35)

@@ -1,0 +1,136 @@
+"""The paper's tables from a gathered suite: Table 2 and the domain-shift table.
+
+**Table 2** (``table2``): per training set, model, prompt and test set, mean Dice over images
+(seeds averaged per image) with a 95 % bootstrap CI that resamples clusters (``stats``), for the
+zero-shot and the finetuned runs; ``best`` marks the highest mean of each test set within each
+study. With the paper's numbers (``read_paper``) each finetuned row also carries the
+paper's Dice for the same (training regime, model, test set) and our difference from it.
+``table2_wide`` is the same as a readable grid, best values in bold.
+
+**Domain shift** (``domain_shift``): per checkpoint, its in-distribution Dice (the test sets of
+the data it was trained on, from the domain-shift run itself or else from its finetune run) and
+its Dice on each unseen set, with the drop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vlsm_lib import stats
+from vlsm_lib.data.pooled import members
+
+# The paper's names -> the registry's and the datasets' folder names.
+PAPER_MODELS = {
+    "CLIPSeg": "clipseg",
+    "CRIS": "cris",
+    "BiomedCLIPSeg": "biomedclipseg",
+    "BiomedCLIPSeg-D": "biomedclipseg_d",
+    "UNet": "unet",
+    "UNet++": "unetpp",
+    "DeepLabv3+": "deeplabv3plus",
+}
+PAPER_SETS = {
+    "kvasir": "kvasir_polyp",
+    "clinicdb": "clinicdb_polyp",
+    "bkai": "bkai_polyp",
+    "cvc300": "cvc300_polyp",
+    "colondb": "colondb_polyp",
+    "etis": "etis_polyp",
+}
+PAPER_TRAINING = {"Pooled all": "pooled_all", "Endoscopy pooled": "pooled_polyp"}
+INDIVIDUAL = "Individual"  # trained on the test set's own training split
+
+
+def read_paper(path: str | Path) -> pd.DataFrame:
+    """The paper's Dice as fractions, keyed by (regime, model, test_set) in our names."""
+    paper = pd.read_csv(path)
+    paper = paper[paper["model"].isin(PAPER_MODELS)]
+    return pd.DataFrame(
+        {
+            "regime": paper["finetuned_on"],
+            "model": paper["model"].map(PAPER_MODELS),
+            "test_set": paper["tested_on"].map(lambda s: PAPER_SETS.get(s, s)),
+            "paper_dice": paper["dice_percent"] / 100,
+            "paper_source": paper["source"],
+        }
+    ).drop_duplicates(["regime", "model", "test_set"])
+
+
+def _regime(trained_on: str, test_set: str) -> str:
+    if trained_on == test_set:
+        return INDIVIDUAL
+    named = {v: k for k, v in PAPER_TRAINING.items()}
+    return named.get(trained_on, trained_on)
+
+
+def table2(table: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFrame:
+    """Long Table 2 (see the module docstring): one row per configuration and test set.
+    ``paper``: ``read_paper``'s table, or the path of a paper_results.csv ("" or None: none)."""
+    if isinstance(paper, str | Path):
+        paper = read_paper(paper) if str(paper) else None
+    runs = table[table.study.isin(["zero_shot", "finetune"])]
+    summary = stats.summary_table(runs, metric)
+    keep = ["study", "dataset", "model", "prompt", "test_set", "seeds", "images", "clusters"]
+    out = summary[[c for c in keep if c in summary] + [metric, "ci_low", "ci_high"]].copy()
+    out.insert(1, "trained_on", out["dataset"].where(out.study == "finetune", "-"))
+    out = out.drop(columns="dataset")
+    top = out.groupby(["study", "test_set"], dropna=False)[metric].transform("max")
+    out["best"] = out[metric] == top
+    if paper is not None:
+        regime = [_regime(t, s) for t, s in zip(out["trained_on"], out["test_set"])]
+        out = out.assign(regime=regime).merge(paper, on=["regime", "model", "test_set"], how="left")
+        out.loc[out.study != "finetune", ["paper_dice", "paper_source"]] = None
+        out["diff_vs_paper"] = out[metric] - out["paper_dice"]
+    return out
+
+
+def table2_wide(long: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Table 2 as a grid: rows (study, trained on, model, prompt), one column per test set,
+    cells "mean [low, high]", the best of each column in bold."""
+    cell = long.apply(
+        lambda r: (
+            ("**{:.3f}**" if r["best"] else "{:.3f}").format(r[metric])
+            + f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+        ),
+        axis=1,
+    )
+    rows = ["study", "trained_on", "model", "prompt"]
+    grid = long.assign(cell=cell).pivot_table(
+        index=rows, columns="test_set", values="cell", aggfunc="first"
+    )
+    return grid.reset_index().rename_axis(columns=None).fillna("")
+
+
+def domain_shift(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Per domain-shift configuration: in-distribution Dice, Dice on each unseen test set, the
+    drop (in-distribution minus unseen)."""
+    summary = stats.summary_table(table[table.study.isin(["domain_shift", "finetune"])], metric)
+    rows = []
+    for (model, dataset, prompt), shift in summary[summary.study == "domain_shift"].groupby(
+        ["model", "dataset", "prompt"], sort=False
+    ):
+        own = members(dataset)
+        seen = shift[shift.test_set.isin(own)]
+        if seen.empty:  # the finetune run of the same checkpoint scored its own test sets
+            tuned = summary[(summary.study == "finetune") & (summary.model == model)]
+            seen = tuned[(tuned.dataset == dataset) & (tuned.prompt == prompt)]
+            seen = seen[seen.test_set.isin(own)]
+        in_dist = seen[metric].mean() if len(seen) else float("nan")
+        for row in shift[~shift.test_set.isin(own)].itertuples():
+            dice = getattr(row, metric)
+            rows.append(
+                {
+                    "model": model,
+                    "trained_on": dataset,
+                    "prompt": prompt,
+                    "in_distribution": in_dist,
+                    "unseen_set": row.test_set,
+                    metric: dice,
+                    "ci_low": row.ci_low,
+                    "ci_high": row.ci_high,
+                    "drop": in_dist - dice,
+                }
+            )
+    return pd.DataFrame(rows)
