@@ -57,3 +57,19 @@ def test_domain_shift_takes_in_distribution_dice_from_the_finetune_run():
     assert got["unseen_set"] == "etis_polyp" and got["dice"] == pytest.approx(0.4)
     assert got["in_distribution"] == pytest.approx(0.75)  # mean of the two member sets
     assert got["drop"] == pytest.approx(0.35)
+
+
+def test_prompt_levels_take_the_level_sweep_only_and_keep_empty_truths_apart():
+    level = rows("prompt_ablation", "cris", "ref", "ref", [0.2, 0.4, 1.0, 0.0])
+    level["sweep"], level["prompt_key"], level["attribute"] = "level", "p0", None
+    level["gt_empty"] = [False, False, True, True]
+    other = level.assign(prompt_key="p4", dice=[0.6, 0.8, 1.0, 1.0])
+    perturbed = level.assign(sweep="perturbation", prompt_key=None, attribute="size")
+    got = tables.prompt_levels(pd.concat([level, other, perturbed]))
+    assert list(got["prompt_key"]) == ["p0", "p4"] and set(got["images"]) == {4}
+    assert list(got["dice"]) == pytest.approx([0.4, 0.85])
+    assert list(got["dice_gt_nonempty"]) == pytest.approx([0.3, 0.7])  # empty truths left out
+    from vlsm_lib import plots
+
+    assert len(plots.prompt_levels(got).axes) == 1
+    assert tables.prompt_levels(rows("finetune", "cris", "a", "a", [0.5])).empty

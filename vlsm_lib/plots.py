@@ -9,6 +9,7 @@ from pathlib import Path
 # No backend is forced: notebooks get the inline backend, scripts on a headless machine Agg.
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 OUTLINE = "#00e5ff"
@@ -177,3 +178,31 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, dpi: int = 150) 
         atomic_write(path, lambda tmp, s=suffix: fig.savefig(tmp, format=s, dpi=dpi))
         paths.append(path)
     return paths
+
+
+def prompt_levels(levels: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """``metric`` against prompt level (the paper's Fig. 2), one panel per test set, one line
+    per model and training, the 95 % CI as a band (``tables.prompt_levels``)."""
+    _style()
+    if levels.empty:
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.text(0.5, 0.5, "no prompt-level sweep in these runs", ha="center")
+        ax.set_axis_off()
+        return fig
+    sets = list(dict.fromkeys(levels["test_set"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.2), squeeze=False)
+    lines = ["model", "trained_on", "trained_with"]
+    for ax, test_set in zip(axes[0], sets):
+        panel = levels[levels["test_set"] == test_set]
+        for key, line in panel.groupby([c for c in lines if c in panel], sort=False):
+            x = np.arange(len(line))
+            ax.plot(x, line[metric], marker="o", label=" / ".join(map(str, key)))
+            ax.fill_between(x, line["ci_low"], line["ci_high"], alpha=0.2)
+            ax.set_xticks(x, line["prompt_key"])
+        ax.set_title(test_set, fontsize=9)
+        ax.set_xlabel("prompt level")
+        ax.set_ylabel(metric)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -79,8 +79,9 @@ def per_image(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     grouped = table.groupby(cols, dropna=False, sort=False)
     out = grouped[metric].mean().reset_index()
     out["seeds"] = grouped["seed"].nunique().to_numpy() if "seed" in table else 1
-    if "cluster" in table:
-        out["cluster"] = grouped["cluster"].first().to_numpy()
+    for col in ("cluster", "gt_empty"):  # facts of the image, the same in every seed
+        if col in table:
+            out[col] = grouped[col].first().to_numpy()
     return out
 
 
@@ -109,6 +110,16 @@ def bootstrap_ci(values, level=0.95, seed=0, clusters=None) -> tuple[float, floa
 
         res = sps.bootstrap((sums, counts), pooled_mean, paired=True, **options)
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _without_empty(images: pd.DataFrame, metric: str) -> dict:
+    """The mean over images whose truth is not empty, beside the mean over all: empty truths
+    score 1 or 0 by the empty-mask rule, and prompts written from the mask (BUSI's "No tumor")
+    tell the model which they are."""
+    if "gt_empty" not in images:
+        return {}
+    kept = images.loc[~images["gt_empty"].astype(bool), metric]
+    return {f"{metric}_gt_nonempty": float(kept.mean()) if len(kept) else float("nan")}
 
 
 def _hd95(group: pd.DataFrame) -> dict:
@@ -148,6 +159,7 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
                 "ci_low": low,
                 "ci_high": high,
                 "seed_sd": float(seed_means.std()) if len(seed_means) > 1 else float("nan"),
+                **_without_empty(images, metric),
                 **(_hd95(group) if metric == "dice" else {}),
             }
         )

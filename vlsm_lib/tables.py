@@ -7,6 +7,10 @@ study. With the paper's numbers (``read_paper``) each finetuned row also carries
 paper's Dice for the same (training regime, model, test set) and our difference from it.
 ``table2_wide`` is the same as a readable grid, best values in bold.
 
+**Prompt levels** (``prompt_levels``, the data of the paper's Fig. 2): per model, training set
+and test set, mean Dice at every prompt level of a prompt-ablation sweep with its CI, and the
+mean over images whose truth is not empty.
+
 **Domain shift** (``domain_shift``): per checkpoint, its in-distribution Dice (the test sets of
 the data it was trained on, from the domain-shift run itself or else from its finetune run) and
 its Dice on each unseen set, with the drop.
@@ -134,3 +138,19 @@ def domain_shift(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
+
+
+def prompt_levels(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """One row per configuration, test set and prompt level of the prompt-ablation sweeps."""
+    if "prompt_key" not in table:
+        return pd.DataFrame()
+    sweeps = table[table["prompt_key"].notna()]
+    if "sweep" in sweeps:
+        sweeps = sweeps[sweeps["sweep"].fillna("level") == "level"]
+    if sweeps.empty:
+        return pd.DataFrame()
+    summary = stats.summary_table(sweeps, metric)
+    keep = ["study", "model", "dataset", "prompt", "test_set", "prompt_key", "seeds", "images"]
+    extra = [c for c in ("ci_low", "ci_high", f"{metric}_gt_nonempty") if c in summary]
+    out = summary[[c for c in keep if c in summary] + [metric] + extra]
+    return out.rename(columns={"dataset": "trained_on", "prompt": "trained_with"})
