@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from vlsm_lib import paths, tables
+from vlsm_lib import paths, stats, tables
 
 
 def rows(study, model, dataset, test_set, dice, prompt="p6"):
@@ -32,7 +32,9 @@ def test_table2_marks_the_best_and_sets_the_papers_value_beside_ours():
         ]
     )
     paper = tables.read_paper(paths.REPO_ROOT / "params/paper/reference/paper_results.csv")
-    got = tables.table2(table, paper=paper).set_index(["study", "trained_on", "model"])
+    got = tables.table2(stats.summary_table(table), paper=paper).set_index(
+        ["study", "trained_on", "model"]
+    )
     cris = got.loc[("finetune", "kvasir_polyp", "cris")]
     assert cris["best"] and cris["regime"] == "Individual" and cris["clusters"] == 2
     assert cris["paper_dice"] == pytest.approx(0.9139)  # Table 2: CRIS, individual, Kvasir
@@ -41,7 +43,7 @@ def test_table2_marks_the_best_and_sets_the_papers_value_beside_ours():
     assert pooled["regime"] == "Pooled all" and not pooled["best"]
     assert got.loc[("zero_shot", "-", "clipseg")]["best"]  # best of its own study
     assert pd.isna(got.loc[("zero_shot", "-", "clipseg")]["paper_dice"])
-    wide = tables.table2_wide(tables.table2(table))
+    wide = tables.table2_wide(tables.table2(stats.summary_table(table)))
     assert wide.shape == (4, 5) and wide["kvasir_polyp"].str.startswith("**").sum() == 2
 
 
@@ -53,7 +55,7 @@ def test_domain_shift_takes_in_distribution_dice_from_the_finetune_run():
             rows("domain_shift", "cris", "pooled_polyp", "etis_polyp", [0.3, 0.5]),
         ]
     )
-    got = tables.domain_shift(table).iloc[0]
+    got = tables.domain_shift(stats.summary_table(table)).iloc[0]
     assert got["unseen_set"] == "etis_polyp" and got["dice"] == pytest.approx(0.4)
     assert got["in_distribution"] == pytest.approx(0.75)  # mean of the two member sets
     assert got["drop"] == pytest.approx(0.35)
@@ -65,11 +67,13 @@ def test_prompt_levels_take_the_level_sweep_only_and_keep_empty_truths_apart():
     level["gt_empty"] = [False, False, True, True]
     other = level.assign(prompt_key="p4", dice=[0.6, 0.8, 1.0, 1.0])
     perturbed = level.assign(sweep="perturbation", prompt_key=None, attribute="size")
-    got = tables.prompt_levels(pd.concat([level, other, perturbed]))
+    got = tables.prompt_levels(stats.summary_table(pd.concat([level, other, perturbed])))
     assert list(got["prompt_key"]) == ["p0", "p4"] and set(got["images"]) == {4}
     assert list(got["dice"]) == pytest.approx([0.4, 0.85])
     assert list(got["dice_gt_nonempty"]) == pytest.approx([0.3, 0.7])  # empty truths left out
     from vlsm_lib import plots
 
     assert len(plots.prompt_levels(got).axes) == 1
-    assert tables.prompt_levels(rows("finetune", "cris", "a", "a", [0.5])).empty
+    assert tables.prompt_levels(
+        stats.summary_table(rows("finetune", "cris", "a", "a", [0.5]))
+    ).empty

@@ -158,11 +158,11 @@ def perturbation_sweep(
     plus the unperturbed prompt (attribute "none"); ``changed`` says if the text changed."""
     rows = []
     cases = [("none", "none")] + [(a, m) for a in comma_list(attributes) for m in perturb.MODES]
+    # one dataset for every case: its images are decoded once, only the prompt transform changes
+    ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
+    original = [ds.prompt_text(i) for i in range(len(ds))]
     for attribute, mode in cases:
-        ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
-        original = [ds.prompt_text(i) for i in range(len(ds))]
-        if attribute != "none":
-            ds.prompt_transform = perturb.transform(attribute, mode)
+        ds.prompt_transform = perturb.transform(attribute, mode) if attribute != "none" else None
         table = evaluate(model, ds, surface=surface, progress=False)
         table.insert(0, "test_set", dataset)
         table.insert(0, "mode", mode)

@@ -42,6 +42,7 @@ PACKAGES = (
     "pandas",
     "papermill",
 )
+SEED_TOKEN, PROMPT_TOKEN = r"s\d+", r"p\d+|random"  # how run ids write seeds and prompts
 _SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
 
@@ -66,7 +67,7 @@ def run_id(study: str, varying: dict[str, Any]) -> str:
     return "__".join([study] + [_token(k, v) for k, v in varying.items()])
 
 
-def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = r"p\d+|random"):
+def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = PROMPT_TOKEN):
     """Inverse of ``run_id`` for ids built from model / dataset / prompt / seed / key-value.
 
     Returns {"study": ..., "model": ..., "dataset": ..., "prompt": ..., "seed": int, ...}.
@@ -78,7 +79,7 @@ def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = r"p\d
 
         models = tuple(list_models())
     for tok in tokens:
-        if re.fullmatch(r"s\d+", tok):
+        if re.fullmatch(SEED_TOKEN, tok):
             out["seed"] = int(tok[1:])
         elif re.fullmatch(prompts_re, tok):
             out["prompt"] = tok

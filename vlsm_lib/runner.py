@@ -21,6 +21,7 @@ skipped unless ``force``; a failing run is recorded (status failed, its error), 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import itertools
 import os
 import sys
@@ -99,11 +100,18 @@ def load_study(path: str | Path) -> Study:
     )
 
 
+@functools.cache
+def declared_parameters(notebook: Path) -> tuple[str, ...]:
+    """The names a notebook's ``parameters`` cell declares, as papermill's inspection reads
+    them; once per notebook and process (every run of a study asks)."""
+    import papermill  # seconds to import (nbformat's schema validator)
+
+    return tuple(papermill.inspect_notebook(str(notebook)))
+
+
 def check_parameters(study: Study) -> None:
     """Refuse params the notebook does not declare (papermill would only warn)."""
-    import papermill
-
-    declared = set(papermill.inspect_notebook(str(study.notebook)))
+    declared = set(declared_parameters(study.notebook))
     used = (
         set(study.defaults)
         | set(INJECTED)
@@ -216,7 +224,7 @@ def execute(run: Run, force: bool = False) -> str:
         "notebook": _shown(run.notebook),
         "params": run.params,
         # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
-        "parameter_names": list(papermill.inspect_notebook(str(run.notebook))),
+        "parameter_names": list(declared_parameters(run.notebook)),
         "status": "running",
         "started": now(),
     }

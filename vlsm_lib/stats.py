@@ -30,6 +30,8 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
+from vlsm_lib.results import PROMPT_TOKEN, SEED_TOKEN
+
 IDENTITY = (
     "study",
     "model",
@@ -45,9 +47,6 @@ KEYS = ["test_set", "image_id"]
 SWEEPS = ("sweep", "prompt_key", "attribute", "mode")  # conditions inside one run
 
 
-SEED_TOKEN = r"__s\d+(?=__|$)"  # how results.run_id writes the seed
-
-
 def configuration(table: pd.DataFrame) -> list[str]:
     """The columns that name one configuration: the identity columns without the seed, and
     ``config`` (added by ``with_config``) when the table has run ids."""
@@ -59,7 +58,12 @@ def with_config(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with a ``config`` column: each row's run id without its seed token."""
     if "run_id" not in table or "config" in table:
         return table
-    return table.assign(config=table["run_id"].str.replace(SEED_TOKEN, "", regex=True))
+    return table.assign(config=_without_token(table["run_id"], SEED_TOKEN))
+
+
+def _without_token(run_ids: pd.Series, token: str) -> pd.Series:
+    """Run ids with the token matching ``token`` (a results.run_id token pattern) removed."""
+    return run_ids.str.replace(rf"__({token})(?=__|$)", "", regex=True)
 
 
 def per_image(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
@@ -142,9 +146,9 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     table = with_config(table)
     cols = configuration(table) + [c for c in SWEEPS if c in table] + ["test_set"]
     rows = []
-    for key, images in per_image(table, metric).groupby(cols, dropna=False, sort=False):
+    for key, group in table.groupby(cols, dropna=False, sort=False):
         ident = dict(zip(cols, key if isinstance(key, tuple) else (key,)))
-        group = _one(table, **ident)
+        images = per_image(group, metric)
         clusters = images["cluster"] if "cluster" in images else None
         low, high = bootstrap_ci(images[metric], clusters=clusters)
         seed_means = group.groupby("seed")[metric].mean() if "seed" in group else group[metric]
@@ -253,11 +257,7 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
     images = per_image(table, metric)
     ft = images[images.study == "finetune"]
     # the same configuration but for the prompt: its run id without the prompt token either
-    ft = (
-        ft.assign(config=ft["config"].str.replace(r"__(p\d+|random)(?=__|$)", "", regex=True))
-        if "config" in ft
-        else ft
-    )
+    ft = ft.assign(config=_without_token(ft["config"], PROMPT_TOKEN)) if "config" in ft else ft
     cols = [c for c in configuration(ft) if c != "prompt"] + ["test_set"]
     rows = []
     for key, group in ft.groupby(cols, dropna=False, sort=False):

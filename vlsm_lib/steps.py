@@ -53,10 +53,10 @@ def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:
     the runner started the run, else from papermill's inspection of ``notebook`` (a path
     relative to the repository)."""
     names = read_run(run_dir).get("parameter_names")
-    if names is None:
-        import papermill  # seconds to import: only kernels started by hand get here
+    if names is None:  # only kernels started by hand get here
+        from vlsm_lib.runner import declared_parameters
 
-        names = list(papermill.inspect_notebook(str(paths.REPO_ROOT / notebook)))
+        names = list(declared_parameters(paths.REPO_ROOT / notebook))
     return names
 
 

@@ -1,5 +1,8 @@
 """The paper's tables from a gathered suite: Table 2 and the domain-shift table.
 
+All three read the rows of ``stats.summary_table`` (computed once for a suite: its bootstrap
+is the expensive part).
+
 **Table 2** (``table2``): per training set, model, prompt and test set, mean Dice over images
 (seeds averaged per image) with a 95 % bootstrap CI that resamples clusters (``stats``), for the
 zero-shot and the finetuned runs; ``best`` marks the highest mean of each test set within each
@@ -22,7 +25,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlsm_lib import stats
 from vlsm_lib.data.pooled import members
 
 # The paper's names -> the registry's and the datasets' folder names.
@@ -65,17 +67,16 @@ def read_paper(path: str | Path) -> pd.DataFrame:
 def _regime(trained_on: str, test_set: str) -> str:
     if trained_on == test_set:
         return INDIVIDUAL
-    named = {v: k for k, v in PAPER_TRAINING.items()}
-    return named.get(trained_on, trained_on)
+    return {v: k for k, v in PAPER_TRAINING.items()}.get(trained_on, trained_on)
 
 
-def table2(table: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFrame:
-    """Long Table 2 (see the module docstring): one row per configuration and test set.
-    ``paper``: ``read_paper``'s table, or the path of a paper_results.csv ("" or None: none)."""
+def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFrame:
+    """Long Table 2 (see the module docstring) from ``stats.summary_table``'s rows: one row per
+    zero-shot or finetuned configuration and test set. ``paper``: ``read_paper``'s table, or
+    the path of a paper_results.csv ("" or None: none)."""
     if isinstance(paper, str | Path):
         paper = read_paper(paper) if str(paper) else None
-    runs = table[table.study.isin(["zero_shot", "finetune"])]
-    summary = stats.summary_table(runs, metric)
+    summary = summary[summary.study.isin(["zero_shot", "finetune"])]
     keep = ["study", "dataset", "model", "prompt", "test_set", "seeds", "images", "clusters"]
     out = summary[[c for c in keep if c in summary] + [metric, "ci_low", "ci_high"]].copy()
     out.insert(1, "trained_on", out["dataset"].where(out.study == "finetune", "-"))
@@ -107,10 +108,9 @@ def table2_wide(long: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return grid.reset_index().rename_axis(columns=None).fillna("")
 
 
-def domain_shift(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Per domain-shift configuration: in-distribution Dice, Dice on each unseen test set, the
-    drop (in-distribution minus unseen)."""
-    summary = stats.summary_table(table[table.study.isin(["domain_shift", "finetune"])], metric)
+def domain_shift(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Per domain-shift configuration of ``stats.summary_table``'s rows: in-distribution Dice,
+    Dice on each unseen test set, the drop (in-distribution minus unseen)."""
     rows = []
     for (model, dataset, prompt), shift in summary[summary.study == "domain_shift"].groupby(
         ["model", "dataset", "prompt"], sort=False
@@ -140,16 +140,16 @@ def domain_shift(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def prompt_levels(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """One row per configuration, test set and prompt level of the prompt-ablation sweeps."""
-    if "prompt_key" not in table:
+def prompt_levels(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """One row per configuration, test set and prompt level of the prompt-ablation sweeps, from
+    ``stats.summary_table``'s rows."""
+    if "prompt_key" not in summary:
         return pd.DataFrame()
-    sweeps = table[table["prompt_key"].notna()]
-    if "sweep" in sweeps:
-        sweeps = sweeps[sweeps["sweep"].fillna("level") == "level"]
-    if sweeps.empty:
+    summary = summary[summary["prompt_key"].notna()]
+    if "sweep" in summary:
+        summary = summary[summary["sweep"].fillna("level") == "level"]
+    if summary.empty:
         return pd.DataFrame()
-    summary = stats.summary_table(sweeps, metric)
     keep = ["study", "model", "dataset", "prompt", "test_set", "prompt_key", "seeds", "images"]
     extra = [c for c in ("ci_low", "ci_high", f"{metric}_gt_nonempty") if c in summary]
     out = summary[[c for c in keep if c in summary] + [metric] + extra]
