@@ -29,6 +29,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 COMPLETE = "finetune__clipseg__synth_polyp__p6__s42"
 FAILED = "finetune__clipseg__synth_polyp__p0__s42"
 BROKEN = "finetune__clipseg__synth_polyp__p9__s42"
+# Statistics runs of the fixture suite: only the complete one that finished last is shown.
+STATS = "demo/statistics/statistics"
+GRID = (
+    "study,model,synth_polyp,synth_skin\n"
+    'finetune,clipseg,"**0.512** [0.40, 0.60]","0.300 [0.20, 0.40]"\n'
+    'finetune,<script>alert(1)</script>,"0.410 [0.30, 0.50]",""\n'
+)
 # Any attribute value that would make the browser (or a click) reach the network.
 REMOTE = re.compile(r"""(?<![\w-])(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
@@ -51,9 +58,29 @@ def _run_json(run_id, status, prompt, **extra):
     }
 
 
+def _png(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(2, 1.5))
+    ax.bar([0, 1], [0.8, 0.6])
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _statistics_run(run: Path, status: str, finished: str, grid: str):
+    """A statistics run folder: run.json, a report page, results/ with Table 2 and a figure."""
+    info = _run_json(run.name, status, "p6", finished=finished)
+    (run / "results").mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({**info, "study": "statistics"}))
+    (run / "notebook.html").write_text("<!DOCTYPE html><title>statistics</title>")
+    (run / "results" / "table2_grid.csv").write_text(grid, encoding="utf-8")
+    _png(run / "results" / "cd_diagram.png")
+
+
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
-    """outputs/demo/finetune with an executed run, a failed run and a run with bad JSON."""
+    """outputs/demo/finetune with an executed run, a failed run and a run with bad JSON, and
+    outputs/demo/statistics with the complete statistics run to show, an older complete one
+    and a failed one that finished last (neither shown)."""
     root = tmp_path_factory.mktemp("outputs")
     study = root / "demo" / "finetune"
     run = study / COMPLETE
@@ -77,7 +104,9 @@ def outputs(tmp_path_factory):
         nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(run)}}
     ).execute()
     nbformat.write(nb, run / "notebook.ipynb")
-    (run / "run.json").write_text(json.dumps(_run_json(COMPLETE, "complete", "p6")))
+    info = _run_json(COMPLETE, "complete", "p6")
+    info["params"]["weights"] = str(root / "demo" / "pretrain" / "pretrain__clipseg")
+    (run / "run.json").write_text(json.dumps(info))
     (run / "metrics.json").write_text(
         json.dumps({"dice": 0.81234, "iou": 0.7, "hd95": 12.5, "n_images": 48, "loss": 0.1})
     )
@@ -85,19 +114,21 @@ def outputs(tmp_path_factory):
     failed = study / FAILED
     failed.mkdir()
     error = "RuntimeError: CUDA <oom> & boom\nTraceback (most recent call last):\n  ..."
-    (failed / "run.json").write_text(json.dumps(_run_json(FAILED, "failed", "p0", error=error)))
+    info = _run_json(FAILED, "failed", "p0", error=error)
+    info["params"]["weights"] = "/elsewhere/models/clipseg_base"
+    (failed / "run.json").write_text(json.dumps(info))
 
     broken = study / BROKEN
     broken.mkdir()
     (broken / "run.json").write_text("{not json")
     (broken / "metrics.json").write_text("[1, 2")
 
-    (study / "figures").mkdir()
     for path in (study / "figures" / "dice_by_prompt.png", study / "overview.png"):
-        fig, ax = plt.subplots(figsize=(2, 1.5))
-        ax.bar([0, 1], [0.8, 0.6])
-        fig.savefig(path)
-        plt.close(fig)
+        _png(path)
+    stats = root / STATS
+    _statistics_run(stats, "complete", "2025-01-01T10:05:00+00:00", GRID)
+    _statistics_run(stats.with_name("old"), "complete", "2025-01-01T09:00:00", "a\nOLD_GRID\n")
+    _statistics_run(stats.with_name("rerun"), "failed", "2025-01-01T11:00:00", "a\nFAILED_GRID\n")
 
     pages = {
         "report": render_html(run / "notebook.ipynb"),
@@ -185,6 +216,54 @@ def test_study_index_lists_runs(outputs):
     assert "<th>prompt</th>" in text and "<th>seed</th>" not in text  # only varying params
     assert "<th>loss</th>" not in text and "<th>nsd</th>" not in text
     assert text.index(FAILED) < text.index(COMPLETE) < text.index(BROKEN)  # sorted by run id
+
+
+def test_study_index_puts_identity_then_metrics_then_paths(outputs):
+    _, pages = outputs
+    head = re.findall(r"<th>(.*?)</th>", pages["study"].read_text(encoding="utf-8"))
+    assert head[:3] == ["run", "status", "prompt"]  # identity first (model, dataset do not vary)
+    assert head.index("prompt") < head.index("dice") < head.index("time") < head.index("weights")
+    assert head[-1] == "note" and head.index("folder") < head.index("weights")
+
+
+def test_study_index_shortens_paths(outputs):
+    root, pages = outputs
+    text = pages["study"].read_text(encoding="utf-8")
+    full = root / "demo" / "pretrain" / "pretrain__clipseg"
+    assert f'<td title="{full}">pretrain/pretrain__clipseg</td>' in text  # inside the suite
+    assert '<td title="/elsewhere/models/clipseg_base">models/clipseg_base</td>' in text
+    assert f">{full}<" not in text
+
+
+def test_root_index_shows_headline_results(outputs):
+    root, pages = outputs
+    text = pages["root"].read_text(encoding="utf-8")
+    assert "<h2>demo: headline results</h2>" in text
+    assert text.index("headline results") < text.index('href="demo/finetune/index.html"')
+    assert "<strong>0.512</strong> [0.40, 0.60]" in text  # Markdown bold, the best cell
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script" not in text
+    assert f'href="{STATS}/notebook.html"' in text and f'href="{STATS}/results/"' in text
+    assert f'src="{STATS}/results/cd_diagram.png"' in text
+    assert "OLD_GRID" not in text and "FAILED_GRID" not in text  # older, failed: not shown
+
+
+def test_root_index_without_statistics_run(tmp_path):
+    """A suite without statistics, one with only a failed or grid-less run: no headline."""
+    for suite in ("plain", "failing"):
+        (tmp_path / suite / "finetune" / "run_a").mkdir(parents=True)
+        write_study_index(tmp_path / suite / "finetune")
+    failing = tmp_path / "failing" / "statistics"
+    _statistics_run(failing / "failed", "failed", "2025-01-01T10:00:00", GRID)
+    _statistics_run(failing / "no_grid", "complete", "2025-01-01T10:00:00", GRID)
+    (failing / "no_grid" / "results" / "table2_grid.csv").unlink()
+    text = write_root_index(tmp_path).read_text(encoding="utf-8")
+    assert "headline" not in text and "statistics" not in text and "<strong>" not in text
+    assert 'href="plain/finetune/index.html"' in text
+    # A complete run whose grid cannot be read still gets its section, with a note.
+    _statistics_run(failing / "bad_bytes", "complete", "2025-01-01T10:00:00", GRID)
+    (failing / "bad_bytes" / "results" / "table2_grid.csv").write_bytes(b"\xff\xfe\x00<x>")
+    text = write_root_index(tmp_path).read_text(encoding="utf-8")
+    assert "failing: headline results" in text and "table2_grid.csv unreadable" in text
 
 
 def test_root_index_counts_and_figures(outputs):

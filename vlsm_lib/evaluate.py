@@ -171,3 +171,59 @@ def perturbation_sweep(
         table["changed"] = table["prompt_text"] != table["original_prompt"]
         rows.append(table)
     return pd.concat(rows, ignore_index=True)
+
+
+USE_CONDITIONS = ("right", "empty", "shuffled", "other_class")
+
+
+def _class_phrases(record: dict) -> list[str]:
+    """The record's class phrase(s): its p1 prompt (a list holds alternatives)."""
+    value = record["prompts"].get("p1", "")
+    return [v for v in (value if isinstance(value, list) else [value]) if v]
+
+
+def other_class_prompt(text: str, record: dict, other_class: str) -> str:
+    """``text`` naming ``other_class`` instead of the record's own class: its class phrase (p1)
+    replaced where the prompt contains it, else ``other_class`` alone."""
+    for phrase in _class_phrases(record):
+        if phrase in text:
+            return text.replace(phrase, other_class)
+    return other_class
+
+
+def _default_other_class(ds) -> str:
+    # A class of another of the study's datasets: polyp, or skin melanoma for polyp sets.
+    own = " ".join(p for r in ds.records[:20] for p in _class_phrases(r)).lower()
+    return "skin melanoma" if "polyp" in own else "polyp"
+
+
+def prompt_use_sweep(
+    model, data_root, dataset, prompt, seed, split="test", other_class="", surface=False
+):
+    """Per-image scores with the right prompt and three controls (column ``condition``):
+    ``empty`` (""), ``shuffled`` (another test image's prompt of the same level: a seeded
+    derangement, so no image keeps its own) and ``other_class`` (the prompt naming another
+    dataset's class: ``other_class_prompt``; "" picks "polyp", or "skin melanoma" for polyp
+    sets). The prompt-use index is the right prompt's Dice minus each control's
+    (``effects.prompt_use_index``): near zero, the model does not read its prompt."""
+    ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
+    right = [ds.prompt_text(i) for i in range(len(ds))]
+    position = {id(rec): i for i, rec in enumerate(ds.records)}
+    order = np.random.default_rng(seed).permutation(len(ds))
+    donor = np.empty(len(ds), int)
+    donor[order] = np.roll(order, -1)  # each image takes the next one's prompt in a random cycle
+    other_class = other_class or _default_other_class(ds)
+    transforms = {
+        "right": None,
+        "empty": lambda text, rec, rng: "",
+        "shuffled": lambda text, rec, rng: right[donor[position[id(rec)]]],
+        "other_class": lambda text, rec, rng: other_class_prompt(text, rec, other_class),
+    }
+    frames = []
+    for condition, transform in transforms.items():
+        ds.prompt_transform = transform
+        table = evaluate(model, ds, surface=surface, progress=False)
+        table.insert(0, "test_set", dataset)
+        table.insert(0, "condition", condition)
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)

@@ -11,12 +11,14 @@ metrics.json, notebook.html}``, ``outputs/<suite>/<study>/index.html``, ``output
 
 from __future__ import annotations
 
+import csv
 import html
 import json
 import math
 import os
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -26,6 +28,9 @@ from vlsm_lib.files import write_text
 
 # Metrics shown in the study table, in this order, when any run reports them.
 KEY_METRICS = ("dice", "iou", "hd95", "nsd", "n_images")
+# Params that say which run a row is, shown before the metrics (in this order) when they vary;
+# the other varying ones (weights, checkpoint, lr, ...) are long and rarely read: after links.
+ID_PARAMS = ("model", "dataset", "prompt", "seed", "train", "size", "train_fraction", "test_sets")
 
 # Child of the lab template. The blanked head blocks are the ones that load CDN scripts (math
 # then stays readable TeX source); the empty favicon stops browsers requesting /favicon.ico;
@@ -166,69 +171,161 @@ def _link(href: str, text: str) -> str:
     return f'<a href="{html.escape(href)}">{html.escape(text)}</a>'
 
 
+def _table(head: list[str], rows: list[str]) -> str:
+    """A table from ready header cells (``<th>``) and rows (``<tr>``), one row a line."""
+    body = "\n".join(rows)
+    return f"<table><thead><tr>{''.join(head)}</tr></thead><tbody>\n{body}\n</tbody></table>\n"
+
+
+def _shorten(value, base: Path):
+    """``value`` with each path in it (a str with '/', no space, no URL; also inside dicts and
+    lists, e.g. model_options) relative to ``base`` when inside it, else its last two parts."""
+    if isinstance(value, str) and "/" in value and not re.search(r"\s|://", value):
+        # abspath, not resolve: no filesystem access, and params record the paths as given
+        full = Path(os.path.abspath(value))
+        try:
+            return full.relative_to(os.path.abspath(base)).as_posix()
+        except ValueError:
+            return "/".join([part for part in full.parts if part != full.anchor][-2:])
+    if isinstance(value, dict):
+        return {k: _shorten(v, base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shorten(v, base) for v in value]
+    return value
+
+
+def _param_cell(value, base: Path) -> str:
+    """A param's table cell: paths shortened, the full value kept in the title (hover)."""
+    full, short = _fmt(value), _fmt(_shorten(value, base))
+    title = f' title="{html.escape(full)}"' if short != full else ""
+    return f"<td{title}>{html.escape(short)}</td>"
+
+
+def _run_row(r: dict, ident: list, metrics: list, rest: list, base: Path) -> str:
+    """One study-table row: identity, headline metrics, time and links, then the long params."""
+    info, folder, status = r["info"], quote(r["dir"].name), r["status"]
+    css = status if status in ("complete", "failed", "running", "unknown") else "other"
+    note = ""
+    if not r["ok"]:
+        note = "run.json missing or unreadable"
+    elif status == "failed":  # first line only: the full traceback is in the report
+        note = (str(info.get("error") or "").strip().splitlines() or ["no error recorded"])[0]
+    report = r["dir"] / "notebook.html"
+    cells = [
+        f"<td>{html.escape(r['id'])}</td>",
+        f'<td><span class="{css}">{html.escape(status)}</span></td>',
+        *(_param_cell(r["params"].get(k, "—"), base) for k in ident),
+        *(f'<td class="num">{html.escape(_fmt(r["metrics"].get(m, "—")))}</td>' for m in metrics),
+        f'<td class="num">{_fmt_seconds(info.get("seconds"))}</td>',
+        f"<td>{_link(folder + '/notebook.html', 'report') if report.is_file() else '—'}</td>",
+        f"<td>{_link(folder + '/', 'files')}</td>",
+        *(_param_cell(r["params"].get(k, "—"), base) for k in rest),
+        f'<td class="note">{html.escape(note)}</td>',
+    ]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
 def write_study_index(study_dir: str | os.PathLike) -> Path:
     """Write ``study_dir/index.html``: a table of the study's runs; return its path.
 
-    Columns: run id, status, the params that differ between runs, the key metrics any run
-    reports, duration, links to the report and the run folder, and the error of failed runs.
+    Columns: run id, status, the identity params (ID_PARAMS) that differ between runs, the key
+    metrics any run reports, duration, links to the report and the run folder, the other params
+    that differ (paths shown relative to the suite folder) and the error of failed runs.
     A run folder without a readable run.json is listed with status "unknown".
     """
     study_dir = Path(study_dir)
     runs = _runs(study_dir)
     all_params = [r["params"] for r in runs if r["params"]]
     keys = list(dict.fromkeys(k for p in all_params for k in p))  # first-seen order
-    # run_dir and data_root are injected by the runner: paths, not choices of the study
-    varying = [
-        k
-        for k in keys
-        if k not in ("run_dir", "data_root") and len({_fmt(p.get(k)) for p in all_params}) > 1
-    ]
+    skip = ("run_dir", "data_root")  # injected by the runner: paths, not choices of the study
+    varying = [k for k in keys if k not in skip and len({_fmt(p.get(k)) for p in all_params}) > 1]
+    ident = [k for k in ID_PARAMS if k in varying]
+    rest = [k for k in varying if k not in ident]
     metrics = [m for m in KEY_METRICS if any(m in r["metrics"] for r in runs)]
-    head = ["run", "status", *varying, *metrics, "time", "report", "folder", "note"]
-    rows = []
-    for r in runs:
-        info, folder, status = r["info"], quote(r["dir"].name), r["status"]
-        css = status if status in ("complete", "failed", "running", "unknown") else "other"
-        note = ""
-        if not r["ok"]:
-            note = "run.json missing or unreadable"
-        elif status == "failed":  # first line only: the full traceback is in the report
-            note = (str(info.get("error") or "").strip().splitlines() or ["no error recorded"])[0]
-        report = r["dir"] / "notebook.html"
-        cells = [
-            f"<td>{html.escape(r['id'])}</td>",
-            f'<td><span class="{css}">{html.escape(status)}</span></td>',
-            *(f"<td>{html.escape(_fmt(r['params'].get(k, '—')))}</td>" for k in varying),
-            *(
-                f'<td class="num">{html.escape(_fmt(r["metrics"].get(m, "—")))}</td>'
-                for m in metrics
-            ),
-            f'<td class="num">{_fmt_seconds(info.get("seconds"))}</td>',
-            f"<td>{_link(folder + '/notebook.html', 'report') if report.is_file() else '—'}</td>",
-            f"<td>{_link(folder + '/', 'files')}</td>",
-            f'<td class="note">{html.escape(note)}</td>',
-        ]
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    head = ["run", "status", *ident, *metrics, "time", "report", "folder", *rest, "note"]
+    rows = [_run_row(r, ident, metrics, rest, study_dir.parent) for r in runs]
     counts = Counter(r["status"] for r in runs)
     title = f"{study_dir.parent.name} / {study_dir.name}"
     summary = ", ".join(f"{n} {html.escape(s)}" for s, n in sorted(counts.items())) or "no runs"
-    body = (
-        f"<h1>{html.escape(title)}</h1>\n<p>{len(runs)} runs: {summary}</p>\n<table><thead><tr>"
-        + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        + "</tr></thead><tbody>\n"
-        + "\n".join(rows)
-        + "\n</tbody></table>"
+    body = f"<h1>{html.escape(title)}</h1>\n<p>{len(runs)} runs: {summary}</p>\n" + _table(
+        [f"<th>{html.escape(h)}</th>" for h in head], rows
     )
     return write_text(study_dir / "index.html", _page(title, body))
+
+
+def _thumbs(pngs: list[Path], root: Path) -> str:
+    """Linked thumbnails of ``pngs``, addressed relative to ``root`` (where the page lives)."""
+    figures = []
+    for p in pngs:
+        href, name = html.escape(quote(p.relative_to(root).as_posix())), html.escape(p.name)
+        figures.append(f'<figure><a href="{href}"><img class="thumb" src="{href}" alt="{name}">')
+        figures.append(f"</a><figcaption>{name}</figcaption></figure>")
+    return "<div>" + "".join(figures) + "</div>"
+
+
+def _when(value) -> float:
+    """Seconds since the epoch of an ISO time; -inf when missing or unreadable, so it loses."""
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return -math.inf
+
+
+def _latest_statistics(study: Path) -> dict | None:
+    """The completed run of a statistics study with a Table 2 grid that finished last, or None."""
+    grid = Path("results", "table2_grid.csv")
+    done = [r for r in _runs(study) if r["status"] == "complete" and (r["dir"] / grid).is_file()]
+    return max(done, key=lambda r: (_when(r["info"].get("finished")), r["id"]), default=None)
+
+
+_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_NUMBER = re.compile(r"(?:\*\*)?[-+]?\.?\d")
+
+
+def _md_cell(text: str, tag: str = "td") -> str:
+    """A table cell from Markdown-ish text: escaped first, then **bold** becomes <strong>."""
+    css = ' class="num"' if tag == "td" and _NUMBER.match(text.strip()) else ""
+    cell = _BOLD.sub(r"<strong>\1</strong>", html.escape(text.strip()))
+    return f"<{tag}{css}>{cell}</{tag}>"
+
+
+def _csv_table(path: Path) -> str:
+    """The CSV file at ``path`` as an HTML table (first row as header); a note if unreadable."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            head, *rows = list(csv.reader(f)) or [[]]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:  # a broken table must not stop the page
+        return f'<p class="failed">{html.escape(f"{path.name} unreadable: {e}")}</p>\n'
+    body = ["<tr>" + "".join(_md_cell(c) for c in row) + "</tr>" for row in rows]
+    return _table([_md_cell(h, "th") for h in head], body)
+
+
+def _headline(study: Path, root: Path) -> str:
+    """A suite's Table 2 grid, links and figures from its statistics ``study``; "" if no run."""
+    run = _latest_statistics(study)
+    if run is None:
+        return ""
+    rel = run["dir"].relative_to(root).as_posix()
+    results = run["dir"] / "results"
+    links = [_link(quote(rel) + "/results/", "all tables and figures (results/)")]
+    if (run["dir"] / "notebook.html").is_file():
+        links.insert(0, _link(quote(rel) + "/notebook.html", "full statistics report"))
+    when = html.escape(str(run["info"].get("finished") or "unknown"))
+    head = f"<h2>{html.escape(study.parent.name)}: headline results</h2>\n"
+    intro = f"<p>Table 2 from {html.escape(rel)} (finished {when}): {' · '.join(links)}</p>\n"
+    pngs = sorted(results.glob("*.png"))
+    return head + intro + _csv_table(results / "table2_grid.csv") + _thumbs(pngs, root) + "\n"
 
 
 def write_root_index(outputs_root: str | os.PathLike) -> Path:
     """Write ``outputs_root/index.html`` listing every ``<suite>/<study>/index.html``.
 
-    Each study gets its run counts (complete / failed / other) and thumbnails of the PNG
-    figures directly in the study folder or in its ``figures/`` folder.
+    First, per suite with a completed statistics run, its headline results (see _headline).
+    Then each study with its run counts (complete / failed / other), and thumbnails of the PNG
+    figures directly in each study folder or in its ``figures/`` folder.
     """
     root = Path(outputs_root)
+    headlines = "".join(_headline(s, root) for s in sorted(root.glob("*/statistics/")))
     rows, figures = [], []
     for index in sorted(root.glob("*/*/index.html")):
         study = index.parent
@@ -242,22 +339,10 @@ def write_root_index(outputs_root: str | os.PathLike) -> Path:
         )
         pngs = sorted(study.glob("*.png")) + sorted((study / "figures").glob("*.png"))
         if pngs:
-            thumbs = "".join(
-                f'<figure><a href="{html.escape(quote(p.relative_to(root).as_posix()))}">'
-                f'<img class="thumb" src="{html.escape(quote(p.relative_to(root).as_posix()))}" '
-                f'alt="{html.escape(p.name)}"></a><figcaption>{html.escape(p.name)}</figcaption>'
-                "</figure>"
-                for p in pngs
-            )
-            figures.append(f"<h3>{html.escape(rel)}</h3>\n<div>{thumbs}</div>")
-    body = "<h1>Studies</h1>\n"
-    if rows:
-        body += (
-            "<table><thead><tr><th>study</th><th>complete</th><th>failed</th><th>other</th>"
-            "</tr></thead><tbody>\n" + "\n".join(rows) + "\n</tbody></table>\n"
-        )
-    else:
-        body += "<p>No study indexes yet.</p>\n"
+            figures.append(f"<h3>{html.escape(rel)}</h3>\n{_thumbs(pngs, root)}")
+    body = "<h1>vlsm studies</h1>\n" + headlines + "<h2>Studies</h2>\n"
+    head = [f"<th>{h}</th>" for h in ("study", "complete", "failed", "other")]
+    body += _table(head, rows) if rows else "<p>No study indexes yet.</p>\n"
     if figures:
         body += "<h2>Figures</h2>\n" + "\n".join(figures)
     return write_text(root / "index.html", _page("vlsm studies", body))

@@ -39,12 +39,13 @@ IDENTITY = (
     "prompt",
     "train",
     "weights",
+    "setting",
     "size",
     "train_fraction",
     "seed",
 )
 KEYS = ["test_set", "image_id"]
-SWEEPS = ("sweep", "prompt_key", "attribute", "mode")  # conditions inside one run
+SWEEPS = ("sweep", "prompt_key", "attribute", "mode", "condition")  # conditions inside one run
 
 
 def configuration(table: pd.DataFrame) -> list[str]:
@@ -213,7 +214,7 @@ def holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return table
 
 
-def _one(frame: pd.DataFrame, **values) -> pd.DataFrame:
+def rows_where(frame: pd.DataFrame, **values) -> pd.DataFrame:
     """Rows of ``frame`` whose columns equal ``values`` (NaN equals NaN; absent columns pass)."""
     keep = pd.Series(True, index=frame.index)
     for col, value in values.items():
@@ -242,7 +243,7 @@ def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.
         match = {
             k: ident[k] for k in ("model", "prompt", "size", "weights", "test_set") if k in ident
         }
-        base = _one(zs, **match)
+        base = rows_where(zs, **match)
         if (base.dataset == ident["test_set"]).any():
             base = base[base.dataset == ident["test_set"]]
         for (zs_dataset,), zero in base.groupby(["dataset"], sort=False):
@@ -268,25 +269,6 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
             label = {**dict(zip(cols, key)), "prompt": prompt, "baseline": f"prompt {empty}"}
             rows.append(_row(label, base, other, metric))
     return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
-
-
-def perturbation_effect(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean Dice change against the unperturbed prompt, per attribute and mode, over the
-    images whose prompt actually changed (a ``perturbation_sweep`` table)."""
-    base = table[table.attribute == "none"].set_index("image_id")["dice"]
-    out = []
-    for (attribute, mode), group in table[table.attribute != "none"].groupby(["attribute", "mode"]):
-        changed = group[group.changed]
-        delta = changed["dice"].to_numpy() - base.loc[changed.image_id].to_numpy()
-        out.append(
-            {
-                "attribute": attribute,
-                "mode": mode,
-                "n_changed": len(changed),
-                "delta_dice": float(np.mean(delta)) if len(delta) else float("nan"),
-            }
-        )
-    return pd.DataFrame(out)
 
 
 def save_tables(folder, **tables: pd.DataFrame) -> list[str]:

@@ -15,6 +15,7 @@ hand (JupyterLab) finds no such file and inspects its notebook itself, once.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -81,6 +82,18 @@ def resolve(path: str) -> str:
     return resolved
 
 
+def setting(weights: str) -> str:
+    """"finetuned" when ``weights`` is the folder of a finetune run (its run.json says study
+    finetune), else "zero-shot": pretrained weights, or the demo's pretrain runs, which stand
+    for them. Prompt-ablation rows carry it, so Fig. 2 keeps the two apart."""
+    run_json = Path(resolve(weights) or ".") / "run.json"
+    try:
+        study = json.loads(run_json.read_text(encoding="utf-8")).get("study")
+    except (OSError, ValueError):
+        return "zero-shot"
+    return "finetuned" if study == "finetune" else "zero-shot"
+
+
 def build_model(
     model: str, size: str, weights: str = "", train: str = "", options: dict | None = None
 ) -> SegModel:
@@ -122,23 +135,32 @@ def fit_summary(per_image: pd.DataFrame, result) -> dict:
     }
 
 
-def ablation_table(by_level: pd.DataFrame, perturbed: pd.DataFrame) -> pd.DataFrame:
-    """The prompt-level and perturbation sweeps in one per-image table (column ``sweep``)."""
-    return pd.concat(
-        [by_level.assign(sweep="level"), perturbed.assign(sweep="perturbation")],
+def ablation_table(by_level, perturbed, use, weights_setting: str) -> pd.DataFrame:
+    """The prompt-level, perturbation and prompt-use sweeps in one per-image table (column
+    ``sweep``: level, perturbation, use), each row marked with the weights' ``setting``."""
+    table = pd.concat(
+        [
+            by_level.assign(sweep="level"),
+            perturbed.assign(sweep="perturbation"),
+            use.assign(sweep="use"),
+        ],
         ignore_index=True,
     )
+    return table.assign(setting=weights_setting)
 
 
-def ablation_metrics(by_level: pd.DataFrame, effect: pd.DataFrame, prompt: str) -> dict:
-    """The test means at ``prompt``, the mean Dice at every level (``dice_<level>``) and the
+def ablation_metrics(by_level, effect, use_index, prompt: str) -> dict:
+    """The test means at ``prompt``, the mean Dice at every level (``dice_<level>``), the
     Dice change of each perturbation (``delta_<attribute>_<mode>``; ``effect`` comes from
-    ``stats.perturbation_effect``)."""
+    ``effects.perturbation_effect``) and the prompt-use index against each control
+    (``use_index_<control>``, from ``effects.prompt_use_index``)."""
     out = summarise(by_level[by_level.prompt_key == prompt])
     for level, dice in by_level.groupby("prompt_key")["dice"].mean().items():
         out[f"dice_{level}"] = dice
     for row in effect.itertuples():
-        out[f"delta_{row.attribute}_{row.mode}"] = row.delta_dice
+        out[f"delta_{row.attribute}_{row.mode}"] = row.delta
+    for row in use_index.itertuples():
+        out[f"use_index_{row.control}"] = row.use_index
     return out
 
 

@@ -1,0 +1,116 @@
+"""Effects inside a run: how Dice changes when only the prompt changes.
+
+A prompt-ablation run scores one model on the same test images under several prompt conditions
+(column ``sweep``: ``perturbation`` rows carry ``attribute`` and ``mode``, ``use`` rows carry
+``condition``). Each effect pairs a condition with the baseline condition of the same
+configuration on the same images (``stats.per_image``: seeds averaged per image first), with a
+bootstrap CI that resamples clusters, the Wilcoxon signed-rank p-value, the matched-pairs
+rank-biserial effect size and Holm's correction over the rows of one table (``stats``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vlsm_lib.stats import (
+    KEYS,
+    bootstrap_ci,
+    configuration,
+    holm,
+    paired_test,
+    per_image,
+    rows_where,
+    with_config,
+)
+
+
+def _paired_ci(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """Clustered bootstrap CI of the mean per-image difference other - base."""
+    cols = KEYS + [metric] + (["cluster"] if "cluster" in base else [])
+    joined = base[cols].merge(other[KEYS + [metric]], on=KEYS, suffixes=("", "_b")).dropna()
+    clusters = joined["cluster"] if "cluster" in joined else None
+    return bootstrap_ci(joined[f"{metric}_b"] - joined[metric], clusters=clusters)
+
+
+def sweep_effect(
+    table: pd.DataFrame,
+    sweep: str,
+    condition: list[str],
+    baseline: dict,
+    metric: str = "dice",
+    changed_only: bool = False,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Per configuration, test set and condition of one within-run ``sweep`` (rows with that
+    ``sweep`` value; all rows when the table has no ``sweep`` column): the per-image change of
+    ``metric`` against the ``baseline`` condition of the same configuration on the same images
+    (``delta`` = condition - baseline, seeds averaged per image first) with a clustered
+    bootstrap CI, Wilcoxon p, rank-biserial and Holm over the table. ``changed_only``: only
+    images whose prompt the condition changed (column ``changed``)."""
+    if "sweep" in table:
+        table = table[table["sweep"] == sweep]
+    if table.empty:
+        return pd.DataFrame()
+    table = with_config(table)
+    if changed_only and "changed" in table:
+        is_base = np.logical_and.reduce([table[k] == v for k, v in baseline.items()])
+        table = table[is_base | table["changed"].astype(bool)]
+    images = per_image(table, metric)
+    cols = configuration(images) + ["test_set"]
+    rows = []
+    for key, group in images.groupby(cols, dropna=False, sort=False):
+        ident = dict(zip(cols, key))
+        base = rows_where(group, **baseline)
+        for cond, other in group.groupby(condition, dropna=False, sort=False):
+            cond = dict(zip(condition, cond if isinstance(cond, tuple) else (cond,)))
+            if all(cond.get(k) == v for k, v in baseline.items()):
+                continue
+            test = paired_test(base, other, metric)
+            low, high = _paired_ci(base, other, metric)
+            rows.append(
+                {
+                    **ident,
+                    **cond,
+                    "seeds": int(other["seeds"].max()),
+                    "n": test["n"],
+                    f"{metric}_baseline": test["mean_a"],
+                    metric: test["mean_b"],
+                    "delta": test["mean_diff"],
+                    "ci_low": low,
+                    "ci_high": high,
+                    "rank_biserial": test["rank_biserial"],
+                    "p": test["p"],
+                }
+            )
+    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+
+
+def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
+    """The paper's Fig. 3 as numbers: per attribute and mode of a ``perturbation_sweep``
+    table, the change of ``metric`` against the unperturbed prompt over the images whose
+    prompt changed (``sweep_effect``)."""
+    return sweep_effect(
+        table, "perturbation", ["attribute", "mode"], {"attribute": "none"}, metric, True, alpha
+    )
+
+
+def prompt_use_index(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
+    """Per configuration and test set of a ``prompt_use_sweep`` table: ``use_index`` = ``metric``
+    with the right prompt minus with each control (empty, shuffled, other class), with its CI.
+    Near zero: the model does not use its prompt; the paper's "barely uses the text" as a
+    number. (``sweep_effect`` with the sign turned: control - right becomes right - control.)"""
+    effect = sweep_effect(table, "use", ["condition"], {"condition": "right"}, metric, False, alpha)
+    if effect.empty:
+        return effect
+    effect = effect.rename(
+        columns={f"{metric}_baseline": f"{metric}_right", metric: f"{metric}_control"}
+    )
+    effect = effect.rename(columns={"condition": "control"})
+    index, low, high = -effect["delta"], -effect["ci_high"], -effect["ci_low"]
+    effect = effect.drop(columns=["delta", "ci_low", "ci_high"])
+    effect.insert(effect.columns.get_loc(f"{metric}_control") + 1, "use_index", index)
+    effect.insert(effect.columns.get_loc("use_index") + 1, "ci_low", low)
+    effect.insert(effect.columns.get_loc("ci_low") + 1, "ci_high", high)
+    effect["rank_biserial"] = -effect["rank_biserial"]
+    return effect
