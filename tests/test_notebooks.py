@@ -136,16 +136,19 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     assert table.dice.between(0, 1).all()
     summary = run_dirs["statistics"] / "results" / "summary.csv"
     assert summary.is_file() and pd.read_csv(summary).shape[0] > 0
-    for name in (
-        "summary.md",
-        "summary.tex",
-        "wilcoxon_models.csv",
-        "cd_diagram.svg",
-        "table2.csv",
-        "table2_grid.md",
-        "domain_shift.tex",
-    ):
-        assert (summary.parent / name).is_file(), name
+    tables = ["summary", "table2", "table2_grid", "prompt_levels", "perturbation"]
+    tables += ["prompt_use_index", "domain_shift", "finetune_vs_zero_shot", "wilcoxon_models"]
+    tables += ["friedman_nemenyi", "prompt_effect"]
+    figures = ["prompt_levels", "perturbation", "qualitative", "prompt_use_index", "cd_diagram"]
+    for name in tables:
+        for suffix in ("csv", "md", "tex"):
+            assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
+    for name in figures:
+        for suffix in ("png", "svg"):
+            assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
+    use = pd.read_csv(summary.parent / "prompt_use_index.csv")
+    assert set(use["control"]) == {"empty", "shuffled", "other_class"}
+    assert use["n"].gt(0).all() and use["use_index"].notna().all()
     for rid, run_dir in run_dirs.items():  # every report shows at least one figure
         assert "data:image/png;base64" in (run_dir / "notebook.html").read_text(), rid
     assert (tmp_path / "outputs" / "index.html").is_file()

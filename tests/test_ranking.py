@@ -6,7 +6,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats as sps
 
-from vlsm_lib import plots, ranking
+from vlsm_lib import figures, ranking
 
 RNG = np.random.default_rng(1)
 SCORES = {"unet": RNG.uniform(0.6, 1.0, 15), "cris": RNG.uniform(0.4, 0.9, 15)}
@@ -63,6 +63,6 @@ def test_two_configurations_of_one_model_stay_apart():
 def test_too_few_models_give_no_ranking_and_an_empty_diagram():
     two = TABLE[TABLE.model != "clipseg"]
     assert ranking.friedman_nemenyi(two) == {}
-    assert plots.cd_diagrams({}).axes  # a figure that says why, not an error
+    assert figures.cd_diagrams({}).axes  # a figure that says why, not an error
     with pytest.raises(ValueError, match="block must be"):
         ranking.rank_blocks(TABLE.assign(contestant=TABLE.model), "dice", "patient")

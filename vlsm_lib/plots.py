@@ -9,7 +9,6 @@ from pathlib import Path
 # No backend is forced: notebooks get the inline backend, scripts on a headless machine Agg.
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 from PIL import Image
 
 OUTLINE = "#00e5ff"
@@ -69,7 +68,7 @@ def contact_sheet(
     return fig
 
 
-def _style():
+def house_style():
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
@@ -78,7 +77,7 @@ def _style():
 
 def training_curves(history: list[dict]) -> plt.Figure:
     """Train / validation loss and validation Dice per epoch (``FitResult.history``)."""
-    _style()
+    house_style()
     epochs = [r["epoch"] for r in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     left.plot(epochs, [r["train_loss"] for r in history], label="train loss")
@@ -129,7 +128,7 @@ def metric_by(
     table, x: str, hue: str | None = None, metric: str = "dice", kind: str = "bar"
 ) -> plt.Figure:
     """Mean metric (95% bootstrap CI) of per-image rows grouped by ``x`` (and ``hue``)."""
-    sns = _style()
+    sns = house_style()
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * table[x].nunique() + 2), 3.4))
     if kind == "line":
         sns.pointplot(data=table, x=x, y=metric, hue=hue, ax=ax, errorbar=("ci", 95))
@@ -139,31 +138,6 @@ def metric_by(
     ax.tick_params(axis="x", rotation=30)
     if hue:
         ax.legend(fontsize=7, title=hue, title_fontsize=8, loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
-    """Critical-difference diagrams (scikit-posthocs), one panel per setting of
-    ``ranking.friedman_nemenyi``: mean ranks (1 = best) on the axis, bars joining contestants
-    whose Nemenyi p-value is at least ``alpha``; the title gives Friedman's test."""
-    import scikit_posthocs as sp
-
-    _style()
-    if not results:
-        fig, ax = plt.subplots(figsize=(7, 1))
-        ax.text(0.5, 0.5, "no setting with 3+ models and 2+ complete blocks", ha="center")
-        ax.set_axis_off()
-        return fig
-    fig, axes = plt.subplots(len(results), 1, figsize=(7, 2.2 * len(results)), squeeze=False)
-    for ax, (setting, r) in zip(axes[:, 0], results.items()):
-        sp.critical_difference_diagram(r["mean_rank"], r["nemenyi"], alpha=alpha, ax=ax)
-        f = r["friedman"]
-        ax.set_title(
-            f"{setting}: Friedman chi2 {f['statistic']:.1f}, p {f['p']:.1e} "
-            f"({f['blocks']} blocks, {f['contestants']} models)",
-            fontsize=8,
-        )
     fig.tight_layout()
     return fig
 
@@ -178,31 +152,3 @@ def save_figure(fig: plt.Figure, folder: str | Path, name: str, dpi: int = 150) 
         atomic_write(path, lambda tmp, s=suffix: fig.savefig(tmp, format=s, dpi=dpi))
         paths.append(path)
     return paths
-
-
-def prompt_levels(levels: pd.DataFrame, metric: str = "dice") -> plt.Figure:
-    """``metric`` against prompt level (the paper's Fig. 2), one panel per test set, one line
-    per model and training, the 95 % CI as a band (``tables.prompt_levels``)."""
-    _style()
-    if levels.empty:
-        fig, ax = plt.subplots(figsize=(6, 1))
-        ax.text(0.5, 0.5, "no prompt-level sweep in these runs", ha="center")
-        ax.set_axis_off()
-        return fig
-    sets = list(dict.fromkeys(levels["test_set"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 3.2), squeeze=False)
-    lines = ["model", "trained_on", "trained_with"]
-    for ax, test_set in zip(axes[0], sets):
-        panel = levels[levels["test_set"] == test_set]
-        for key, line in panel.groupby([c for c in lines if c in panel], sort=False):
-            x = np.arange(len(line))
-            ax.plot(x, line[metric], marker="o", label=" / ".join(map(str, key)))
-            ax.fill_between(x, line["ci_low"], line["ci_high"], alpha=0.2)
-            ax.set_xticks(x, line["prompt_key"])
-        ax.set_title(test_set, fontsize=9)
-        ax.set_xlabel("prompt level")
-        ax.set_ylabel(metric)
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig

@@ -99,13 +99,14 @@ def save_examples(
 
 def load_examples(run_dirs) -> list[dict]:
     """The examples of every run folder in ``run_dirs`` that saved some, each record with
-    ``run_id`` and absolute ``paths`` to its PNGs."""
+    ``run_id`` and absolute ``paths`` to its PNGs; ordered round-robin (every run's first
+    example, then every run's second, ...) so that a figure's first rows show several runs."""
     out = []
     for run_dir in map(Path, run_dirs):
         index = run_dir / FOLDER / INDEX
         if not index.is_file():
             continue
-        for rec in json.loads(index.read_text(encoding="utf-8")):
+        for k, rec in enumerate(json.loads(index.read_text(encoding="utf-8"))):
             paths = {key: run_dir / FOLDER / name for key, name in rec["files"].items()}
-            out.append({**rec, "run_id": run_dir.name, "paths": paths})
-    return out
+            out.append({**rec, "run_id": run_dir.name, "paths": paths, "rank": k})
+    return sorted(out, key=lambda rec: rec["rank"])  # stable: run order within a rank

@@ -208,13 +208,21 @@ def summarise(per_image: pd.DataFrame) -> dict:
     return out
 
 
+def complete_runs(folder: str | Path) -> list[Path]:
+    """The folders of the complete runs with a per-image table under ``folder`` (a run, study
+    or suite folder), sorted."""
+    return [t.parent for t in sorted(Path(folder).rglob(PER_IMAGE)) if is_complete(t.parent)]
+
+
 def gather(study_dir: str | Path, complete_only: bool = True) -> pd.DataFrame:
     """One table, one row per test image, over the runs of a study folder (or a suite folder)."""
     frames = []
-    for table in sorted(Path(study_dir).rglob(PER_IMAGE)):
+    if complete_only:
+        tables = [run / PER_IMAGE for run in complete_runs(study_dir)]
+    else:
+        tables = sorted(Path(study_dir).rglob(PER_IMAGE))
+    for table in tables:
         info = read_run(table.parent)
-        if complete_only and info.get("status") != "complete":
-            continue
         frame = pd.read_parquet(table)
         for key in ("study", "suite"):  # runs saved outside the runner may lack them
             if key not in frame and key in info:

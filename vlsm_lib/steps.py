@@ -83,7 +83,7 @@ def resolve(path: str) -> str:
 
 
 def setting(weights: str) -> str:
-    """"finetuned" when ``weights`` is the folder of a finetune run (its run.json says study
+    """ "finetuned" when ``weights`` is the folder of a finetune run (its run.json says study
     finetune), else "zero-shot": pretrained weights, or the demo's pretrain runs, which stand
     for them. Prompt-ablation rows carry it, so Fig. 2 keeps the two apart."""
     run_json = Path(resolve(weights) or ".") / "run.json"

@@ -1,7 +1,7 @@
-"""The paper's tables from a gathered suite: Table 2 and the domain-shift table.
+"""The paper's tables from a gathered suite: Table 2, prompt levels, domain shift, effects.
 
-All three read the rows of ``stats.summary_table`` (computed once for a suite: its bootstrap
-is the expensive part).
+Table 2, prompt levels and domain shift read the rows of ``stats.summary_table`` (computed
+once for a suite: its bootstrap is the expensive part).
 
 **Table 2** (``table2``): per training set, model, prompt and test set, mean Dice over images
 (seeds averaged per image) with a 95 % bootstrap CI that resamples clusters (``stats``), for the
@@ -10,13 +10,16 @@ study. With the paper's numbers (``read_paper``) each finetuned row also carries
 paper's Dice for the same (training regime, model, test set) and our difference from it.
 ``table2_wide`` is the same as a readable grid, best values in bold.
 
-**Prompt levels** (``prompt_levels``, the data of the paper's Fig. 2): per model, training set
-and test set, mean Dice at every prompt level of a prompt-ablation sweep with its CI, and the
-mean over images whose truth is not empty.
+**Prompt levels** (``prompt_levels``, the data of the paper's Fig. 2): per setting, model,
+training set and test set, mean Dice at every prompt level with its CI, the mean over images
+whose truth is not empty, and whether the level is an oracle prompt.
 
 **Domain shift** (``domain_shift``): per checkpoint, its in-distribution Dice (the test sets of
 the data it was trained on, from the domain-shift run itself or else from its finetune run) and
 its Dice on each unseen set, with the drop.
+
+**Effects** (``effects``): the tables of ``vlsm_lib.effects`` (Fig. 3's perturbations, the
+prompt-use index) with what they compare in front.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlsm_lib.data.oracle import is_oracle
 from vlsm_lib.data.pooled import members
+from vlsm_lib.results import PROMPT_TOKEN
 
 # The paper's names -> the registry's and the datasets' folder names.
 PAPER_MODELS = {
@@ -78,7 +83,8 @@ def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFr
         paper = read_paper(paper) if str(paper) else None
     summary = summary[summary.study.isin(["zero_shot", "finetune"])]
     keep = ["study", "dataset", "model", "prompt", "test_set", "seeds", "images", "clusters"]
-    out = summary[[c for c in keep if c in summary] + [metric, "ci_low", "ci_high"]].copy()
+    numbers = [metric, "ci_low", "ci_high", "seed_sd"]
+    out = summary[[c for c in keep + numbers if c in summary]].copy()
     out.insert(1, "trained_on", out["dataset"].where(out.study == "finetune", "-"))
     out = out.drop(columns="dataset")
     top = out.groupby(["study", "test_set"], dropna=False)[metric].transform("max")
@@ -91,16 +97,19 @@ def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFr
     return out
 
 
+def _cell(row: pd.Series, metric: str) -> str:
+    """ "mean [low, high]" (the best in bold), with the seeds' spread when there are several."""
+    text = ("**{:.3f}**" if row["best"] else "{:.3f}").format(row[metric])
+    text += f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+    if row.get("seeds", 1) > 1:
+        text += f" sd {row['seed_sd']:.3f} ({int(row['seeds'])} seeds)"
+    return text
+
+
 def table2_wide(long: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Table 2 as a grid: rows (study, trained on, model, prompt), one column per test set,
-    cells "mean [low, high]", the best of each column in bold."""
-    cell = long.apply(
-        lambda r: (
-            ("**{:.3f}**" if r["best"] else "{:.3f}").format(r[metric])
-            + f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-        ),
-        axis=1,
-    )
+    cells "mean [low, high]" (``_cell``), the best of each column in bold."""
+    cell = long.apply(_cell, axis=1, metric=metric)
     rows = ["study", "trained_on", "model", "prompt"]
     grid = long.assign(cell=cell).pivot_table(
         index=rows, columns="test_set", values="cell", aggfunc="first"
@@ -140,17 +149,66 @@ def domain_shift(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _levels_of(summary: pd.DataFrame) -> pd.DataFrame:
+    """Zero-shot and finetune rows whose configuration (its run id without prompt and seed)
+    was run at two or more prompt levels: trained (finetune) and tested at each level."""
+    runs = summary[
+        summary.study.isin(["zero_shot", "finetune"]) & summary.prompt.str.fullmatch(r"p\d+")
+    ]
+    if runs.empty or "config" not in runs:
+        return pd.DataFrame()
+    family = runs["config"].str.replace(rf"__({PROMPT_TOKEN})(?=__|$)", "", regex=True)
+    runs = runs.assign(_family=family)
+    several = runs.groupby(["_family", "test_set"])["prompt"].transform("nunique") > 1
+    runs = runs[several]
+    setting = runs.study.map({"zero_shot": "zero-shot", "finetune": "finetuned"})
+    return runs.assign(prompt_key=runs.prompt, setting=setting, curve="at each level").drop(
+        columns="_family"
+    )
+
+
 def prompt_levels(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """One row per configuration, test set and prompt level of the prompt-ablation sweeps, from
-    ``stats.summary_table``'s rows."""
-    if "prompt_key" not in summary:
+    """The data of the paper's Fig. 2 from ``stats.summary_table``'s rows: per setting
+    (zero-shot / finetuned), model, training set and test set, mean Dice at each prompt level
+    with its CI and the mean over non-empty truths. Two kinds of curve (column ``curve``):
+    "at each level", one run per level (finetuned runs trained and tested with it), and
+    "sweep of <prompt>", one run (a prompt-ablation run of a checkpoint trained with
+    <prompt>, or zero-shot weights) tested at every level. ``oracle`` says whether the level's
+    words come from the test mask (``prompts.is_oracle``; None for an unknown dataset)."""
+    frames = [_levels_of(summary)]
+    if "prompt_key" in summary:
+        sweep = summary[summary["prompt_key"].notna()]
+        if "sweep" in sweep:
+            sweep = sweep[sweep["sweep"].fillna("level") == "level"]
+        if "setting" not in sweep:  # a run from before settings were recorded
+            sweep = sweep.assign(setting="unknown")
+        frames.append(sweep.assign(curve="sweep of " + sweep["prompt"].astype(str)))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
         return pd.DataFrame()
-    summary = summary[summary["prompt_key"].notna()]
-    if "sweep" in summary:
-        summary = summary[summary["sweep"].fillna("level") == "level"]
-    if summary.empty:
-        return pd.DataFrame()
-    keep = ["study", "model", "dataset", "prompt", "test_set", "prompt_key", "seeds", "images"]
-    extra = [c for c in ("ci_low", "ci_high", f"{metric}_gt_nonempty") if c in summary]
-    out = summary[[c for c in keep if c in summary] + [metric] + extra]
-    return out.rename(columns={"dataset": "trained_on", "prompt": "trained_with"})
+    out = pd.concat(frames, ignore_index=True)
+    out = out.assign(oracle=[is_oracle(t, k) for t, k in zip(out["test_set"], out["prompt_key"])])
+    keep = ["setting", "curve", "model", "dataset", "prompt", "test_set", "prompt_key", "oracle"]
+    keep += ["seeds", "images", metric, "ci_low", "ci_high", f"{metric}_gt_nonempty", "seed_sd"]
+    out = out[[c for c in keep if c in out]]
+    out = out.assign(_level=out["prompt_key"].str[1:].astype(int)).sort_values(
+        ["setting", "curve", "model", "dataset", "test_set", "_level"], kind="stable"
+    )
+    return out.drop(columns="_level").rename(
+        columns={"dataset": "trained_on", "prompt": "trained_with"}
+    )
+
+
+# Columns that say what an effect row compares, in reading order, and the numbers after them.
+_EFFECT_IDENTITY = ["setting", "model", "dataset", "prompt", "test_set"]
+
+
+def effects(effect: pd.DataFrame) -> pd.DataFrame:
+    """An ``effects`` table (perturbations, prompt-use index) with its readable columns: what
+    is compared first (paths and run ids dropped: ``summary`` keeps them), then the numbers."""
+    if effect.empty:
+        return effect
+    drop = {"study", "weights", "config", "size", "train", "train_fraction"}
+    front = [c for c in _EFFECT_IDENTITY if c in effect]
+    rest = [c for c in effect if c not in front and c not in drop]
+    return effect[front + rest].rename(columns={"dataset": "trained_on", "prompt": "trained_with"})

@@ -1,0 +1,163 @@
+"""The study's findings as figures (each returns a matplotlib Figure; ``plots.save_figure``
+writes PNG + SVG): prompt levels (the paper's Fig. 2), prompt perturbations (Fig. 3),
+qualitative panels (Fig. 4), the prompt-use index and critical-difference diagrams.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from vlsm_lib.plots import house_style
+
+ORACLE_NOTE = "* oracle level: its words are computed from the test mask"
+
+
+def _note(text: str, size=(6, 1)) -> plt.Figure:
+    """A small figure that says why there is nothing to draw."""
+    fig, ax = plt.subplots(figsize=size)
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.set_axis_off()
+    return fig
+
+
+def _label(row, cols) -> str:
+    return " / ".join(str(row[c]) for c in cols if c in row and pd.notna(row[c]))
+
+
+def prompt_levels(levels: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """``metric`` against prompt level (the paper's Fig. 2) from ``tables.prompt_levels``: one
+    row of panels per setting and kind of curve, one panel per test set, one line per model
+    and training, the 95 % CI as a band; oracle levels marked * on the axis."""
+    house_style()
+    if levels.empty:
+        return _note("no prompt-level sweep in these runs")
+    rows = list(dict.fromkeys(zip(levels["setting"], levels["curve"])))
+    sets = list(dict.fromkeys(levels["test_set"]))
+    fig, axes = plt.subplots(
+        len(rows), len(sets), figsize=(4.6 * len(sets), 3.3 * len(rows)), squeeze=False
+    )
+    line_cols = [c for c in ("model", "trained_on", "trained_with") if c in levels]
+    for (setting, curve), row_axes in zip(rows, axes):
+        for test_set, ax in zip(sets, row_axes):
+            panel = levels[
+                (levels.setting == setting)
+                & (levels.curve == curve)
+                & (levels.test_set == test_set)
+            ]
+            for key, line in panel.groupby(line_cols, sort=False):
+                x = line["prompt_key"].str[1:].astype(int).to_numpy()
+                ax.plot(x, line[metric], marker="o", label=" / ".join(map(str, key)))
+                ax.fill_between(x, line["ci_low"], line["ci_high"], alpha=0.2)
+            ticks = sorted({int(k[1:]) for k in panel["prompt_key"]})
+            oracle = set(panel.loc[panel["oracle"].fillna(False).astype(bool), "prompt_key"])
+            ax.set_xticks(ticks, [f"p{t}*" if f"p{t}" in oracle else f"p{t}" for t in ticks])
+            ax.set_title(f"{setting}, {curve}: {test_set}", fontsize=8)
+            ax.set_ylim(0, 1)
+            ax.set_xlabel("prompt level")
+            ax.set_ylabel(metric)
+            if len(panel):
+                ax.legend(fontsize=6)
+    fig.text(0.01, 0.005, ORACLE_NOTE, fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    return fig
+
+
+def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: str):
+    """Horizontal dot-and-whisker panels, one per compared configuration and test set."""
+    house_style()
+    panel_cols = [
+        c for c in ("setting", "model", "trained_on", "trained_with", "test_set") if c in effect
+    ]
+    panels = list(effect.groupby(panel_cols, sort=False, dropna=False))
+    n_rows = max(len(g) for _, g in panels)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(4.2 * len(panels), 0.9 + 0.32 * n_rows), squeeze=False
+    )
+    for ax, (key, group) in zip(axes[0], panels):
+        y = np.arange(len(group))[::-1]
+        err = [group[value] - group["ci_low"], group["ci_high"] - group[value]]
+        colours = np.where(group["significant"].fillna(False), "C3", "C0")
+        ax.errorbar(group[value], y, xerr=err, fmt="none", ecolor="grey", capsize=2)
+        ax.scatter(group[value], y, c=colours, zorder=3, s=18)
+        ax.axvline(0, color="black", lw=0.8)
+        labels = [" ".join(str(r[c]) for c in y_cols) for _, r in group.iterrows()]
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_title(textwrap.fill(" / ".join(map(str, key)), 48), fontsize=8)
+        ax.set_xlabel(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def perturbation(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """Change of ``metric`` per perturbed attribute and mode with its 95 % CI (the paper's
+    Fig. 3), one panel per configuration and test set (``tables.effects`` of
+    ``effects.perturbation_effect``); red: significant after Holm."""
+    if effect.empty:
+        return _note("no perturbation sweep in these runs")
+    return _effect_panels(
+        effect, ["attribute", "mode"], "delta", f"change of {metric} (perturbed - right)"
+    )
+
+
+def prompt_use(index: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """The prompt-use index against each control with its 95 % CI, one panel per
+    configuration and test set (``tables.effects`` of ``effects.prompt_use_index``)."""
+    if index.empty:
+        return _note("no prompt-use sweep in these runs")
+    return _effect_panels(index, ["control"], "use_index", f"{metric}: right prompt - control")
+
+
+def qualitative(examples: list[dict], max_rows: int = 6) -> plt.Figure:
+    """The paper's Fig. 4 from ``qualitative.load_examples``: per example, the image, its
+    truth and the predictions with the right, a perturbed and the empty prompt (prompt and
+    Dice under each). At most ``max_rows`` examples, taken run by run."""
+    if not examples:
+        return _note("no saved qualitative examples in these runs")
+    examples = examples[:max_rows]
+    cols = ["image", "truth", "right", "perturbed", "empty"]
+    fig, axes = plt.subplots(
+        len(examples), len(cols), figsize=(2.3 * len(cols), 2.7 * len(examples)), squeeze=False
+    )
+    for row, ex in zip(axes, examples):
+        for ax, col in zip(row, cols):
+            ax.imshow(Image.open(ex["paths"][col]), cmap="gray" if col != "image" else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == "image":
+                ax.set_ylabel(textwrap.fill(ex["run_id"], 28), fontsize=6)
+                ax.set_title(ex["image_id"], fontsize=7)
+            elif col == "truth":
+                ax.set_title("truth", fontsize=7)
+            else:
+                text = ex["prompts"][col] or "(empty prompt)"
+                ax.set_title(f"{col}: Dice {ex['dice'][col]:.2f}", fontsize=7)
+                ax.set_xlabel(textwrap.fill(text, 30), fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
+    """Critical-difference diagrams (scikit-posthocs), one panel per setting of
+    ``ranking.friedman_nemenyi``: mean ranks (1 = best) on the axis, bars joining contestants
+    whose Nemenyi p-value is at least ``alpha``; the title gives Friedman's test."""
+    import scikit_posthocs as sp
+
+    house_style()
+    if not results:
+        return _note("no setting with 3+ models and 2+ complete blocks", (7, 1))
+    fig, axes = plt.subplots(len(results), 1, figsize=(7, 2.2 * len(results)), squeeze=False)
+    for ax, (setting, r) in zip(axes[:, 0], results.items()):
+        sp.critical_difference_diagram(r["mean_rank"], r["nemenyi"], alpha=alpha, ax=ax)
+        f = r["friedman"]
+        ax.set_title(
+            f"{setting}: Friedman chi2 {f['statistic']:.1f}, p {f['p']:.1e} "
+            f"({f['blocks']} blocks, {f['contestants']} models)",
+            fontsize=8,
+        )
+    fig.tight_layout()
+    return fig
