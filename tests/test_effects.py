@@ -39,14 +39,17 @@ def sweep(run_id, weights, condition, dice, seed=42, **extra):
 
 
 def test_prompt_use_index_is_right_minus_control_with_seeds_averaged_per_image():
-    tuned, zero = "finetune/cris_s42", "pretrain/cris"
+    # each seed's ablation reads its own seed's checkpoint: still one configuration
+    tuned, zero = "out/finetune/finetune__cris__ref__p6", "out/pretrain/cris"
     empty_42, empty_43 = RIGHT - 0.3, RIGHT - 0.1
     table = pd.concat(
         [
-            sweep("prompt_ablation__cris__ref__p6__s42", tuned, "right", RIGHT),
-            sweep("prompt_ablation__cris__ref__p6__s42", tuned, "empty", empty_42),
-            sweep("prompt_ablation__cris__ref__p6__s43", tuned, "right", RIGHT, seed=43),
-            sweep("prompt_ablation__cris__ref__p6__s43", tuned, "empty", empty_43, seed=43),
+            sweep("prompt_ablation__cris__ref__p6__s42", tuned + "__s42", "right", RIGHT),
+            sweep("prompt_ablation__cris__ref__p6__s42", tuned + "__s42", "empty", empty_42),
+            sweep("prompt_ablation__cris__ref__p6__s43", tuned + "__s43", "right", RIGHT, seed=43),
+            sweep(
+                "prompt_ablation__cris__ref__p6__s43", tuned + "__s43", "empty", empty_43, seed=43
+            ),
             # zero-shot weights: another configuration, never merged with the finetuned seeds
             sweep("zs__cris__ref__p6", zero, "right", RIGHT),
             sweep("zs__cris__ref__p6", zero, "empty", RIGHT),
@@ -73,7 +76,7 @@ def test_perturbation_effect_counts_only_images_whose_prompt_changed():
     assert got["n"] == N - 4 and got["delta"] == pytest.approx(-0.2)
     diff = (RIGHT - 0.2)[4:] - RIGHT[4:]
     assert got["p"] == pytest.approx(sps.wilcoxon(diff).pvalue)
-    shown = tables.effects(effects.perturbation_effect(pd.concat([base, perturbed])))
+    shown = tables.readable(effects.perturbation_effect(pd.concat([base, perturbed])))
     assert list(shown.columns[:4]) == ["model", "trained_on", "trained_with", "test_set"]
     assert "weights" not in shown and len(figures.perturbation(shown).axes) == 1
 

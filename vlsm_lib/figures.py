@@ -75,8 +75,13 @@ def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: s
     ]
     panels = list(effect.groupby(panel_cols, sort=False, dropna=False))
     n_rows = max(len(g) for _, g in panels)
+    # one x scale for every panel: an effect of 1e-5 must not look as large as one of 0.4
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(4.2 * len(panels), 0.9 + 0.32 * n_rows), squeeze=False
+        1,
+        len(panels),
+        figsize=(4.2 * len(panels), 0.9 + 0.32 * n_rows),
+        squeeze=False,
+        sharex=True,
     )
     for ax, (key, group) in zip(axes[0], panels):
         y = np.arange(len(group))[::-1]

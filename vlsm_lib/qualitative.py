@@ -45,7 +45,7 @@ def save_examples(
     seed,
     run_dir,
     n=3,
-    attribute="location",
+    attribute="size",
     mode="wrong",
     split="test",
 ) -> list[dict]:

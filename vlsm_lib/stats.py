@@ -56,10 +56,17 @@ def configuration(table: pd.DataFrame) -> list[str]:
 
 
 def with_config(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with a ``config`` column: each row's run id without its seed token."""
+    """``table`` with a ``config`` column: each row's run id without its seed token. A
+    ``weights`` path naming a run of some seed (``.../finetune__cris__ref__p6__s43``) loses
+    that token too: the runs of seeds 42, 43, 44 that each use their own seed's checkpoint
+    are the seeds of one configuration, not three configurations."""
     if "run_id" not in table or "config" in table:
         return table
-    return table.assign(config=_without_token(table["run_id"], SEED_TOKEN))
+    table = table.assign(config=_without_token(table["run_id"], SEED_TOKEN))
+    if "weights" in table and not pd.api.types.is_numeric_dtype(table["weights"]):
+        seeded = rf"__({SEED_TOKEN})(?=__|/|$)"
+        table = table.assign(weights=table["weights"].str.replace(seeded, "", regex=True))
+    return table
 
 
 def _without_token(run_ids: pd.Series, token: str) -> pd.Series:

@@ -18,8 +18,8 @@ whose truth is not empty, and whether the level is an oracle prompt.
 the data it was trained on, from the domain-shift run itself or else from its finetune run) and
 its Dice on each unseen set, with the drop.
 
-**Effects** (``effects``): the tables of ``vlsm_lib.effects`` (Fig. 3's perturbations, the
-prompt-use index) with what they compare in front.
+**Readable comparisons** (``readable``): the tables of ``vlsm_lib.effects`` (Fig. 3's
+perturbations, the prompt-use index) and of the paired tests with what they compare in front.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFr
     out = summary[[c for c in keep + numbers if c in summary]].copy()
     out.insert(1, "trained_on", out["dataset"].where(out.study == "finetune", "-"))
     out = out.drop(columns="dataset")
-    top = out.groupby(["study", "test_set"], dropna=False)[metric].transform("max")
-    out["best"] = out[metric] == top
+    column = out.groupby(["study", "test_set"], dropna=False)[metric]
+    out["best"] = (out[metric] == column.transform("max")) & (column.transform("size") > 1)
     if paper is not None:
         regime = [_regime(t, s) for t, s in zip(out["trained_on"], out["test_set"])]
         out = out.assign(regime=regime).merge(paper, on=["regime", "model", "test_set"], how="left")
@@ -162,9 +162,9 @@ def _levels_of(summary: pd.DataFrame) -> pd.DataFrame:
     several = runs.groupby(["_family", "test_set"])["prompt"].transform("nunique") > 1
     runs = runs[several]
     setting = runs.study.map({"zero_shot": "zero-shot", "finetune": "finetuned"})
-    return runs.assign(prompt_key=runs.prompt, setting=setting, curve="at each level").drop(
-        columns="_family"
-    )
+    # one line across the levels: "trained with" is the level itself
+    runs = runs.assign(prompt_key=runs.prompt, prompt="each level", setting=setting)
+    return runs.assign(curve="at each level").drop(columns="_family")
 
 
 def prompt_levels(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
@@ -203,12 +203,15 @@ def prompt_levels(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
 _EFFECT_IDENTITY = ["setting", "model", "dataset", "prompt", "test_set"]
 
 
-def effects(effect: pd.DataFrame) -> pd.DataFrame:
-    """An ``effects`` table (perturbations, prompt-use index) with its readable columns: what
-    is compared first (paths and run ids dropped: ``summary`` keeps them), then the numbers."""
+def readable(effect: pd.DataFrame) -> pd.DataFrame:
+    """A comparison table (``effects``' perturbations and prompt-use index, ``stats``' paired
+    tests) with what is compared first, then the numbers. Paths and run ids are dropped, and
+    size and policy when all rows share them (``summary`` keeps them), as are empty columns."""
     if effect.empty:
         return effect
-    drop = {"study", "weights", "config", "size", "train", "train_fraction"}
+    same = {c for c in ("size", "train", "train_fraction") if c in effect}
+    drop = {"study", "weights", "config"} | {c for c in same if effect[c].nunique() < 2}
     front = [c for c in _EFFECT_IDENTITY if c in effect]
     rest = [c for c in effect if c not in front and c not in drop]
-    return effect[front + rest].rename(columns={"dataset": "trained_on", "prompt": "trained_with"})
+    effect = effect[front + rest].dropna(axis=1, how="all")
+    return effect.rename(columns={"dataset": "trained_on", "prompt": "trained_with"})
