@@ -18,7 +18,8 @@ matched-pairs rank-biserial correlation as effect size, Holm correction across t
 tests reported in one table (statsmodels). Bootstrap 95 % confidence intervals of means (scipy).
 
 HD95 is undefined (NaN) on an image where exactly one of truth and prediction is empty. Means
-skip those images, so summaries also report how many there were (``hd95_undefined``) and a
+skip those images, so summaries also report how many there were (``hd95_undefined``, counted
+per scored image of each seed: 3 seeds x 60 images can give up to 180) and a
 penalised HD95 that counts each as the image diagonal (``hd95_penalised``): a model that misses
 more lesions cannot look better for it.
 """
