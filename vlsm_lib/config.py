@@ -124,6 +124,7 @@ class FinetuneRun:
     test_split: str
     surface_metrics: bool
     save_masks: bool
+    allow_leaks: bool
     data_root: str | Path
     run_dir: str | Path
 

@@ -122,6 +122,17 @@ def test_sets(data_root, names: str, preprocess, prompt, seed, split="test") -> 
     return out
 
 
+def check_leaks(data_root, allow: bool, *names: str) -> list[str]:
+    """Refuse (DataError) a dataset among the comma-separated ``names`` (pooled names expand)
+    whose last ``vlsm data check`` found a train/test leak, unless ``allow``; returns the
+    datasets looked at."""
+    from vlsm_lib.data.check import refuse_leaks
+
+    datasets = [m for n in names for name in comma_list(n) for m in members(name)]
+    refuse_leaks(data_root, datasets, allow)
+    return datasets
+
+
 def fit_summary(per_image: pd.DataFrame, result) -> dict:
     """A finetune run's metrics: the test means (``summarise``) and how training went
     (a ``train.FitResult``)."""
