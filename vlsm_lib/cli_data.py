@@ -40,7 +40,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
     if args.list or not args.name:
         for s in sorted(sources.SOURCES.values(), key=lambda s: s.name):
-            sizes = "/".join(f"{v:g}" for v in s.sizes.values())
+            sizes = "/".join(f"{k} {v:g}" for k, v in s.sizes.items())
+            sizes = "test only" if s.sizes == sources.TEST_ONLY else sizes
             print(f"{s.name:16} {s.title}\n{'':16} get it: {s.url}\n{'':16} terms: {s.terms}")
             print(f"{'':16} holds: {s.expects}\n{'':16} splits: {sizes}")
         return 0 if args.list else 2

@@ -184,7 +184,8 @@ def _write_image(record: Record, folder: Path) -> tuple[str, tuple[int, int]]:
     if source_suffix in COPIED and Path(name).suffix.lower() == source_suffix:
         shutil.copyfile(record.image, target)
     else:
-        img.convert("RGB").save(target, format="PNG")
+        # greyscale stays greyscale (CAMUS, X-rays): the loader converts to RGB when it reads
+        img.convert("L" if img.mode in ("L", "I", "I;16") else "RGB").save(target, format="PNG")
     return name, (img.height, img.width)
 
 

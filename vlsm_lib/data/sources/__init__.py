@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import inspect
 import shutil
 import tarfile
 import tempfile
@@ -74,6 +75,11 @@ def unpacked(path: str | Path) -> Iterator[Path]:
         return
     if not path.is_file():
         raise SourceError(f"{path} not found; pass the downloaded archive or its folder")
+    if path.suffix.lower() in (".rar", ".7z"):  # no pure-Python reader: say how, do not guess
+        raise SourceError(
+            f"{path} is a {path.suffix} archive: extract it first (`unrar x` or `7z x`) and pass "
+            "the extracted folder"
+        )
     tmp = Path(tempfile.mkdtemp(prefix="vlsm-source-"))
     try:
         if zipfile.is_zipfile(path):
@@ -94,7 +100,11 @@ def find_dir(root: Path, name: str, source: str) -> Path:
     what was expected and what the download holds otherwise."""
     if root.name.lower() == name.lower():
         return root
-    found = sorted(p for p in root.rglob("*") if p.is_dir() and p.name.lower() == name.lower())
+    found = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_dir() and p.name.lower() == name.lower() and "__MACOSX" not in p.parts
+    )
     if not found:
         top = sorted(p.name for p in root.iterdir())[:12]
         raise SourceError(
@@ -144,7 +154,10 @@ def prepare(
         "source_path": str(Path(source).resolve()),
     }
     with unpacked(source) as folder:
-        records = reader.records(folder, read_attributes(attributes))
+        # readers that deal splits themselves (ISIC's fixed test set, BUSI by class) take the seed
+        takes_seed = "seed" in inspect.signature(reader.records).parameters
+        extra = {"seed": seed} if takes_seed else {}
+        records = reader.records(folder, read_attributes(attributes), **extra)
         if anns:
             from vlsm_lib.data.sources.reference import with_reference
 
@@ -158,13 +171,9 @@ def prepare(
 
 
 def _register_all() -> None:
-    # each module registers its Source on import; the list is the paper's 11 datasets
+    # each module registers its Sources on import: the paper's 11 datasets
     for module in ("polyps", "isic", "dfu", "busi", "camus", "chexlocalize"):
-        try:
-            importlib.import_module(f"vlsm_lib.data.sources.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"vlsm_lib.data.sources.{module}":
-                raise
+        importlib.import_module(f"vlsm_lib.data.sources.{module}")
 
 
 _register_all()

@@ -1,0 +1,2 @@
+"""Miniature fakes of the official dataset downloads, in their layouts and encodings, for the
+source preparers' tests."""
