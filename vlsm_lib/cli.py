@@ -18,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
         for p in args.params
         for f in (sorted(Path(p).glob("*.yaml")) if Path(p).is_dir() else [Path(p)])
     ]
-    planned = plan(files, only=args.only)
+    planned = plan(files, only=args.only, failed=args.failed)
     if args.dry_run:
         per_study: dict[str, list] = {}
         for study, runs in planned:
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="list the runs, execute nothing")
     run.add_argument("--show", type=int, default=3, help="run ids shown per study (dry run)")
     run.add_argument("--force", action="store_true", help="re-run complete runs too")
+    run.add_argument(
+        "--failed", action="store_true", help="only the runs that failed or were left stale"
+    )
     run.set_defaults(func=_run)
 
     gather = verbs.add_parser("gather", help="one table (parquet + CSV) of a study's runs")

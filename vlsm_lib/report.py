@@ -25,6 +25,7 @@ from urllib.parse import quote
 import nbformat
 
 from vlsm_lib.files import write_text
+from vlsm_lib.results import shown_status
 
 # Metrics shown in the study table, in this order, when any run reports them.
 KEY_METRICS = ("dice", "iou", "hd95", "nsd", "n_images")
@@ -131,7 +132,7 @@ def _runs(study_dir: Path) -> list[dict]:
                 "id": str(info.get("run_id") or d.name),
                 "info": info,
                 "ok": ok,
-                "status": str(info.get("status") or "unknown").lower(),
+                "status": shown_status(info, d),
                 "params": params if isinstance(params, dict) else {},
                 "metrics": _load_json(d / "metrics.json") or {},
             }

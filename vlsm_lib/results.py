@@ -28,6 +28,7 @@ from vlsm_lib import paths
 from vlsm_lib.files import write_json
 
 RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
+RESUME_STATE = "train_state.pt"  # what an interrupted finetune resumes from (train.py)
 # The per-image metric columns every table reports, in this order (a list: pandas selects with it).
 METRICS = ["dice", "iou", "hd95", "nsd"]
 PLAIN_KEYS = ("model", "dataset", "prompt")  # written as bare values in run ids
@@ -142,6 +143,15 @@ def read_run(run_dir: str | Path) -> dict:
         return json.loads((Path(run_dir) / RUN_JSON).read_text())
     except (OSError, ValueError):
         return {"status": "missing"}
+
+
+def shown_status(info: dict, run_dir: str | Path) -> str:
+    """A run's status for reports: run.json's, except that a run left "running" by an owner
+    that is gone (no live lock: ``locks``) is "stale"."""
+    from vlsm_lib import locks
+
+    status = str(info.get("status") or "unknown").lower()
+    return "stale" if status == "running" and not locks.is_held(run_dir) else status
 
 
 def is_complete(run_dir: str | Path) -> bool:

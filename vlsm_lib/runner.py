@@ -25,15 +25,16 @@ import functools
 import itertools
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vlsm_lib import paths
+from vlsm_lib import locks, paths
 from vlsm_lib.files import write_json
-from vlsm_lib.results import RUN_JSON, is_complete, now, read_run, run_id
+from vlsm_lib.results import RESUME_STATE, RUN_JSON, is_complete, now, read_run, run_id
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
@@ -208,14 +209,36 @@ def _check_done(study: Study, need: str, outputs: Path) -> None:
         )
 
 
+POLL_S = 2.0  # how often a runner looks at a run another runner holds
+
+
 def execute(run: Run, force: bool = False) -> str:
-    """Execute one run's notebook with papermill; returns its final status."""
+    """Execute one run's notebook with papermill under the run's lock; returns its status:
+    "complete", "failed", "skipped" (complete already, or completed meanwhile by another runner
+    that held the lock; that runner's failure is returned as "failed")."""
+    if is_complete(run.run_dir) and not force:
+        return "skipped"
+    waited = False
+    while not locks.try_lock(run.run_dir):  # another runner executes it: wait for its outcome
+        waited = True
+        time.sleep(POLL_S)
+    try:
+        status = read_run(run.run_dir).get("status")
+        if waited and status in ("complete", "failed"):
+            return "skipped" if status == "complete" else "failed"
+        if status == "complete" and not force:
+            return "skipped"
+        with locks.heartbeat(run.run_dir):
+            return _execute(run)
+    finally:
+        locks.release(run.run_dir)
+
+
+def _execute(run: Run) -> str:
     import papermill
 
     from vlsm_lib.report import render_html
 
-    if is_complete(run.run_dir) and not force:
-        return "skipped"
     run.run_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "run_id": run.run_id,
@@ -226,6 +249,7 @@ def execute(run: Run, force: bool = False) -> str:
         # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
         "parameter_names": list(declared_parameters(run.notebook)),
         "status": "running",
+        "owner": locks.owner(),  # a run left "running" by a dead owner is stale (locks.py)
         "started": now(),
     }
     write_json(run.run_dir / RUN_JSON, info)
@@ -244,7 +268,10 @@ def execute(run: Run, force: bool = False) -> str:
             log_output=False,
         )
     except Exception as err:  # a failing run is recorded; the others go on
-        error = f"{type(err).__name__}: {err}".strip()[:4000]
+        # papermill's error carries the cell's exception: its name and message come first,
+        # so that indexes (which show the first line) say what went wrong
+        first = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
+        error = f"{first.strip()}\n{err}".strip()[:4000]
     if output.is_file():
         try:
             render_html(output)
@@ -260,7 +287,15 @@ def execute(run: Run, force: bool = False) -> str:
         )
         write_json(run.run_dir / RUN_JSON, info)
         return "failed"
+    # a complete run keeps its results, not its resume state (a paper-size CRIS: ~1.7 GB)
+    (run.run_dir / RESUME_STATE).unlink(missing_ok=True)
     return "complete"
+
+
+def unfinished(run: Run) -> bool:
+    """A run to do again: failed, or left "running" by an owner that is gone (stale)."""
+    status = read_run(run.run_dir).get("status")
+    return status == "failed" or (status == "running" and not locks.is_held(run.run_dir))
 
 
 def _shown(path: Path) -> str:
@@ -269,9 +304,13 @@ def _shown(path: Path) -> str:
 
 
 def plan(
-    param_files: list[str | Path], only: str | None = None, outputs: Path | None = None
+    param_files: list[str | Path],
+    only: str | None = None,
+    outputs: Path | None = None,
+    failed: bool = False,
 ) -> list[tuple[Study, list[Run]]]:
-    """Load, check, order and expand studies; ``only`` filters run ids (a glob)."""
+    """Load, check, order and expand studies; ``only`` filters run ids (a glob), ``failed``
+    keeps the runs to do again (``unfinished``)."""
     studies = [load_study(p) for p in param_files]
     for s in studies:
         check_parameters(s)
@@ -280,6 +319,8 @@ def plan(
         runs = expand(s, outputs)
         if only:
             runs = [r for r in runs if fnmatch.fnmatch(r.run_id, only)]
+        if failed:
+            runs = [r for r in runs if unfinished(r)]
         out.append((s, runs))
     return out
 

@@ -43,8 +43,9 @@ from vlsm_lib.losses import make_loss
 from vlsm_lib.metrics import confusion, dice_from_counts
 from vlsm_lib.models import SegModel
 from vlsm_lib.models.weights import load_trained_state, save_checkpoint, trained_state
+from vlsm_lib.results import RESUME_STATE
 
-STATE = "train_state.pt"
+STATE = RESUME_STATE  # deleted by the runner once the run is complete
 
 
 class NonFiniteLoss(FloatingPointError):

@@ -1,0 +1,123 @@
+"""Faults across the runner: two runners on one study, failing runs and `--failed`, stale runs
+left by a dead process, resume state removed from complete runs. Each case runs real
+processes (`vlsm run`) over a tiny notebook that logs every execution."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import nbformat
+import pytest
+import yaml
+
+from vlsm_lib import locks
+from vlsm_lib.results import read_run, shown_status
+
+CELL = """import os, time
+from pathlib import Path
+with open(log, "a") as f:
+    f.write(f"{Path(run_dir).name}\\n")
+time.sleep(sleep)
+if x == fail_at and Path(log + ".fail").exists():
+    raise RuntimeError("planned failure")
+(Path(run_dir) / "train_state.pt").write_bytes(b"resume state")
+from vlsm_lib.results import save_run
+save_run(run_dir, {"x": x}, metrics={"x": x})"""
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A study of 4 runs over a notebook that logs each execution (one line per run id)."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'run_dir = ""\ndata_root = ""\nx = 0\nsleep = 0.5\nfail_at = -1\nlog = ""'
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(CELL)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "logged.ipynb")
+    log = tmp_path / "executions.log"
+    spec = {
+        "notebook": str(tmp_path / "logged.ipynb"),
+        "defaults": {"log": str(log), "fail_at": 2},
+        "grid": {"x": [1, 2, 3, 4]},
+    }
+    (tmp_path / "faults").mkdir()
+    (tmp_path / "faults" / "logged.yaml").write_text(yaml.safe_dump(spec))
+    return tmp_path, log
+
+
+def vlsm(tmp_path, *args) -> subprocess.Popen:
+    env = {**os.environ, "VLSM_OUTPUTS": str(tmp_path / "out"), "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "vlsm_lib.cli", "run", str(tmp_path / "faults"), *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def executions(log) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_two_runners_on_one_study_execute_every_run_once(study):
+    tmp_path, log = study
+    first, second = vlsm(tmp_path), vlsm(tmp_path)
+    outputs = [p.communicate(timeout=300)[0].decode() for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    ran = executions(log)
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 4  # each run exactly once
+    runs = sorted((tmp_path / "out" / "faults" / "logged").glob("logged__*"))
+    assert [read_run(r)["status"] for r in runs] == ["complete"] * 4
+    assert not any((r / locks.LOCK).exists() for r in runs)  # every lock released
+    assert not any((r / "train_state.pt").exists() for r in runs)  # resume state dropped
+
+
+def test_a_failing_run_is_recorded_the_rest_completes_and_failed_reruns_it_alone(study):
+    tmp_path, log = study
+    (tmp_path / "executions.log.fail").touch()
+    proc = vlsm(tmp_path)
+    out = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 1, out  # the exit code says a run failed
+    failed = tmp_path / "out" / "faults" / "logged" / "logged__x-2"
+    assert "planned failure" in read_run(failed)["error"]
+    assert "planned failure" in (failed.parent / "index.html").read_text()
+    assert len(executions(log)) == 4
+    (tmp_path / "executions.log.fail").unlink()
+    again = vlsm(tmp_path, "--failed")
+    out = again.communicate(timeout=300)[0].decode()
+    assert again.returncode == 0, out
+    assert executions(log)[4:] == ["logged__x-2"]  # only the failed run ran again
+    assert read_run(failed)["status"] == "complete"
+
+
+def test_a_run_left_running_by_a_dead_process_is_stale_and_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    owner = {**locks.owner(), "pid": dead.pid}
+    (run_dir / locks.LOCK).write_text(json.dumps(owner))
+    info = {"status": "running", "owner": owner}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    assert shown_status(info, run_dir) == "stale" and not locks.is_held(run_dir)
+    assert locks.try_lock(run_dir)  # broken and taken
+    assert json.loads((run_dir / locks.LOCK).read_text())["pid"] == os.getpid()
+    assert shown_status(info, run_dir) == "running"  # now held by a live owner
+    assert not locks.try_lock(run_dir)  # a second taker waits
+    locks.release(run_dir)
+    assert not (run_dir / locks.LOCK).exists()
+
+
+def test_a_lock_on_another_host_goes_stale_only_without_heartbeat(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    lock = run_dir / locks.LOCK
+    lock.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    assert not locks.try_lock(run_dir, stale_s=60)  # fresh heartbeat: held
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    assert locks.try_lock(run_dir, stale_s=60)  # two minutes silent: taken over
+    with locks.heartbeat(run_dir, every_s=0.05):
+        os.utime(lock, (old, old))
+        time.sleep(0.3)
+    assert time.time() - lock.stat().st_mtime < 5  # the heartbeat touched it
