@@ -121,3 +121,26 @@ def test_a_lock_on_another_host_goes_stale_only_without_heartbeat(tmp_path):
         os.utime(lock, (old, old))
         time.sleep(0.3)
     assert time.time() - lock.stat().st_mtime < 5  # the heartbeat touched it
+
+
+def test_a_suite_copied_elsewhere_still_loads_its_checkpoints(tmp_path):
+    import shutil
+
+    import torch
+
+    from vlsm_lib.models import create_model, load_checkpoint
+    from vlsm_lib.models.weights import save_checkpoint
+
+    suite = tmp_path / "cluster" / "outputs" / "paper"
+    pretrained = suite / "pretrain" / "pretrain__clipseg"
+    save_checkpoint(create_model("clipseg", size="tiny"), pretrained)
+    tuned = create_model("clipseg", size="tiny", weights=str(pretrained))
+    save_checkpoint(tuned, suite / "finetune" / "finetune__clipseg")
+    meta = json.loads((suite / "finetune" / "finetune__clipseg" / "model.json").read_text())
+    assert meta["weights"] == "../../pretrain/pretrain__clipseg"  # relative to the checkpoint
+    laptop = tmp_path / "laptop" / "copy_of_paper"
+    shutil.copytree(suite, laptop)
+    shutil.rmtree(tmp_path / "cluster")  # the original is gone
+    loaded = load_checkpoint(laptop / "finetune" / "finetune__clipseg")
+    for key, value in tuned.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -24,6 +24,7 @@ rebuilt. ``vlsm_lib.models.load_checkpoint`` rebuilds a model from such a folder
 from __future__ import annotations
 
 import json
+import os
 import warnings
 import zipfile
 from collections.abc import Iterable
@@ -197,7 +198,7 @@ def save_checkpoint(
     state = trained_state(model) if state is None else state
     atomic_write(folder / WEIGHTS, lambda tmp: save_file(state, str(tmp)))
     meta = {
-        **getattr(model, "build_args", {}),
+        **portable(getattr(model, "build_args", {}), folder),
         "describe": model.describe(),
         "stored_keys": len(state),
         **(extra or {}),
@@ -220,7 +221,33 @@ def read_checkpoint(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         meta = json.loads((folder / CONFIG).read_text())
     except ValueError as err:
         raise WeightsUnavailable(f"{folder / CONFIG} is not valid JSON ({err})") from err
-    return meta, read_state(folder / WEIGHTS, "checkpoint")
+    return located(meta, folder), read_state(folder / WEIGHTS, "checkpoint")
+
+
+def portable(value, folder: Path):
+    """``value`` (build arguments: weights, options) with every path inside the checkpoint's
+    suite folder (``outputs/<suite>``, two levels above ``folder``) written relative to
+    ``folder``, so that a suite copied to another path or machine still loads: a finetuned
+    checkpoint names its pretraining run as ``../../pretrain/<run>``. Other paths (public
+    weights under $VLSM_DATA) and words ("pretrained") stay as they are."""
+    if isinstance(value, dict):
+        return {k: portable(v, folder) for k, v in value.items()}
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    suite = Path(folder).resolve().parents[1]
+    target = Path(value).resolve()
+    if not target.is_relative_to(suite):
+        return value
+    return os.path.relpath(target, Path(folder).resolve())
+
+
+def located(value, folder: Path):
+    """The inverse of ``portable``: relative paths that exist from ``folder`` made whole."""
+    if isinstance(value, dict):
+        return {k: located(v, folder) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("..") and (Path(folder) / value).exists():
+        return str((Path(folder) / value).resolve())
+    return value
 
 
 def is_checkpoint(weights: str | Path | None) -> bool:
