@@ -26,6 +26,7 @@ from pathlib import Path
 LOCK = ".lock"
 HEARTBEAT_S = 10.0
 STALE_S = 90.0  # no heartbeat for this long: the owner is gone
+POLL_S = 2.0  # how often a runner looks again at a run another runner holds
 
 
 def owner() -> dict:

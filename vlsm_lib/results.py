@@ -154,6 +154,12 @@ def shown_status(info: dict, run_dir: str | Path) -> str:
     return "stale" if status == "running" and not locks.is_held(run_dir) else status
 
 
+def unfinished(run_dir: str | Path) -> bool:
+    """A run to do again (``vlsm run --failed``): failed, or stale (``shown_status``)."""
+    info = read_run(run_dir)
+    return info.get("status") == "failed" or shown_status(info, run_dir) == "stale"
+
+
 def is_complete(run_dir: str | Path) -> bool:
     return read_run(run_dir).get("status") == "complete"
 

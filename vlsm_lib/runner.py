@@ -13,9 +13,10 @@ Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_li
 The runner injects ``run_dir`` and ``data_root``; string values may name other runs with
 ``{suite_dir}``, ``{data_root}`` and any parameter, e.g.
 ``weights: "{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``.
-Keys a notebook does not declare are refused (papermill alone only warns); the names it declares
-go into the run's ``run.json`` (``parameter_names``: see ``vlsm_lib.steps``). Complete runs are
-skipped unless ``force``; a failing run is recorded (status failed, its error), the others go on.
+Keys a notebook does not declare are refused, values checked before any run starts
+(``validate``); declared names go into ``run.json`` (``parameter_names``: ``steps``). Complete
+runs are skipped unless ``force``; a failing run is recorded (status failed, its error), the
+others go on; each run is executed under its lock (``locks``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ import yaml
 
 from vlsm_lib import locks, paths
 from vlsm_lib.files import write_json
-from vlsm_lib.results import RESUME_STATE, RUN_JSON, is_complete, now, read_run, run_id
+from vlsm_lib.results import (
+    RESUME_STATE,
+    RUN_JSON,
+    is_complete,
+    now,
+    read_run,
+    run_id,
+    unfinished,
+)
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
@@ -209,19 +218,15 @@ def _check_done(study: Study, need: str, outputs: Path) -> None:
         )
 
 
-POLL_S = 2.0  # how often a runner looks at a run another runner holds
-
-
 def execute(run: Run, force: bool = False) -> str:
-    """Execute one run's notebook with papermill under the run's lock; returns its status:
-    "complete", "failed", "skipped" (complete already, or completed meanwhile by another runner
-    that held the lock; that runner's failure is returned as "failed")."""
+    """Execute one run's notebook under its lock: "complete", "failed" or "skipped" (complete,
+    or completed meanwhile by a runner that held the lock; its failure returns "failed")."""
     if is_complete(run.run_dir) and not force:
         return "skipped"
     waited = False
     while not locks.try_lock(run.run_dir):  # another runner executes it: wait for its outcome
         waited = True
-        time.sleep(POLL_S)
+        time.sleep(locks.POLL_S)
     try:
         status = read_run(run.run_dir).get("status")
         if waited and status in ("complete", "failed"):
@@ -292,12 +297,6 @@ def _execute(run: Run) -> str:
     return "complete"
 
 
-def unfinished(run: Run) -> bool:
-    """A run to do again: failed, or left "running" by an owner that is gone (stale)."""
-    status = read_run(run.run_dir).get("status")
-    return status == "failed" or (status == "running" and not locks.is_held(run.run_dir))
-
-
 def _shown(path: Path) -> str:
     """A notebook path relative to the repository when it lies inside it."""
     return str(path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path)
@@ -310,7 +309,7 @@ def plan(
     failed: bool = False,
 ) -> list[tuple[Study, list[Run]]]:
     """Load, check, order and expand studies; ``only`` filters run ids (a glob), ``failed``
-    keeps the runs to do again (``unfinished``)."""
+    keeps the runs to do again (``results.unfinished``)."""
     studies = [load_study(p) for p in param_files]
     for s in studies:
         check_parameters(s)
@@ -320,8 +319,11 @@ def plan(
         if only:
             runs = [r for r in runs if fnmatch.fnmatch(r.run_id, only)]
         if failed:
-            runs = [r for r in runs if unfinished(r)]
+            runs = [r for r in runs if unfinished(r.run_dir)]
         out.append((s, runs))
+    from vlsm_lib.validate import check_plan  # imports the model registry: only when planning
+
+    check_plan(out)
     return out
 
 

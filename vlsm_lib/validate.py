@@ -1,0 +1,141 @@
+"""Every run's parameters checked before any run starts (``runner.plan``).
+
+A grid of 580 GPU runs must not discover on run 312 that a value is misspelt. Before executing
+anything, each run's parameters are checked against what its notebook and the library accept:
+
+- **types**: a value must have the type of the notebook's default (an int may stand for a
+  float; a bool, a string, a dict must be one);
+- **training settings**: the ``TrainConfig`` fields among them build a ``TrainConfig`` (its
+  checks: positive lr, batch size and epochs, known loss, precision, cache modes);
+- **models**: ``model`` is a registry name and ``model_options`` are options its builder
+  declares (a typo such as ``clip_weight`` would otherwise train CRIS from a random CLIP);
+- **prompts**: ``prompt`` is ``random`` or ``p<N>``, and when the dataset is already on disk
+  it is one of its prompt keys.
+
+All problems of all runs are reported together, each naming its run and the fix.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import json
+import re
+from pathlib import Path
+
+from vlsm_lib.config import TrainConfig, comma_list, from_dict
+
+INJECTED = ("run_dir", "data_root")
+
+
+@functools.cache
+def notebook_defaults(notebook: Path) -> dict:
+    """{parameter: its default value} of a notebook's parameters cell (papermill)."""
+    import papermill
+
+    out = {}
+    for name, p in papermill.inspect_notebook(str(notebook)).items():
+        try:
+            out[name] = ast.literal_eval(p["default"])
+        except (ValueError, SyntaxError):
+            out[name] = None  # a default that is an expression: no type to hold it to
+    return out
+
+
+def _type_problem(key, value, default) -> str | None:
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool) or isinstance(value, bool):
+        ok = isinstance(value, bool) and isinstance(default, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float)
+    else:
+        ok = isinstance(value, type(default))
+    if ok:
+        return None
+    return (
+        f"{key}={value!r} is a {type(value).__name__}; the notebook expects a "
+        f"{type(default).__name__} (default {default!r})"
+    )
+
+
+def _train_problem(params: dict) -> str | None:
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train = {k: v for k, v in params.items() if k in fields}
+    if not train:
+        return None
+    try:
+        from_dict(TrainConfig, train)
+    except (ValueError, TypeError, KeyError) as err:
+        return f"training settings: {err}"
+    return None
+
+
+def _model_problem(params: dict) -> str | None:
+    if "model" not in params:
+        return None
+    from importlib import import_module
+
+    from vlsm_lib.models import MODELS, _check_options
+
+    name = params["model"]
+    if name not in MODELS:
+        return f"unknown model {name!r}; valid: {', '.join(MODELS)}"
+    module, builder, fixed = MODELS[name]
+    try:
+        _check_options(
+            name, getattr(import_module(module), builder), fixed, params.get("model_options") or {}
+        )
+    except TypeError as err:
+        return str(err)
+    return None
+
+
+def _prompt_keys(data_root: str, dataset: str) -> set[str] | None:
+    """The prompt keys of a dataset already on disk (its first annotation record), else None."""
+    from vlsm_lib.data.pooled import members
+
+    keys = None
+    for name in (m for d in comma_list(dataset) for m in members(d)):
+        files = sorted((Path(data_root) / name / "anns").glob("*.json"))
+        if not files:
+            return None
+        try:
+            first = json.loads(files[0].read_text(encoding="utf-8"))[0]["prompts"]
+        except (OSError, ValueError, IndexError, KeyError, TypeError):
+            return None  # a broken dataset is the data check's business
+        keys = set(first) if keys is None else keys & set(first)
+    return keys
+
+
+def _prompt_problem(params: dict) -> str | None:
+    prompt = params.get("prompt")
+    if not isinstance(prompt, str):
+        return None
+    if prompt != "random" and not re.fullmatch(r"p\d+", prompt):
+        return f"prompt={prompt!r}: a prompt is 'random' or a level p0, p1, ..."
+    keys = _prompt_keys(params.get("data_root", ""), params.get("dataset", ""))
+    if keys and prompt != "random" and prompt not in keys:
+        order = sorted(keys, key=lambda k: int(k[1:]) if k[1:].isdigit() else 99)
+        return f"prompt={prompt!r} is not a prompt key of {params['dataset']}: {', '.join(order)}"
+    return None
+
+
+def problems(run) -> list[str]:
+    """What is wrong with one run's parameters (empty: nothing)."""
+    defaults = notebook_defaults(run.notebook)
+    found = [
+        _type_problem(k, v, defaults.get(k)) for k, v in run.params.items() if k not in INJECTED
+    ]
+    found += [_train_problem(run.params), _model_problem(run.params), _prompt_problem(run.params)]
+    return [p for p in found if p]
+
+
+def check_plan(planned) -> None:
+    """Raise ValueError listing every run with a problem (``problems``) before any starts."""
+    bad = [(study, run, p) for study, runs in planned for run in runs for p in problems(run)]
+    if bad:
+        lines = [f"{study.source}: {run.run_id}: {p}" for study, run, p in bad[:20]]
+        more = f"\n... and {len(bad) - 20} more" if len(bad) > 20 else ""
+        raise ValueError("parameters refused before any run started:\n" + "\n".join(lines) + more)
