@@ -54,7 +54,12 @@ def study(tmp_path):
 
 
 def vlsm(tmp_path, *args) -> subprocess.Popen:
-    env = {**os.environ, "VLSM_OUTPUTS": str(tmp_path / "out"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "VLSM_OUTPUTS": str(tmp_path / "out"),
+        "HF_HUB_OFFLINE": "1",
+        "VLSM_DATA": str(tmp_path / "data"),
+    }
     command = [sys.executable, "-m", "vlsm_lib.cli", "run", str(tmp_path / "faults"), *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
@@ -148,3 +153,64 @@ def test_a_suite_copied_elsewhere_still_loads_its_checkpoints(tmp_path):
     loaded = load_checkpoint(laptop / "finetune" / "finetune__clipseg")
     for key, value in tuned.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and every descendant (the runner and its notebook kernel), as a
+    pre-empted job is killed."""
+    import psutil
+
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_a_finetune_killed_mid_training_resumes_to_the_same_result(tmp_path):
+    import pandas as pd
+
+    from vlsm_lib.data.synthetic import write_dataset
+    from vlsm_lib.results import gather
+
+    data = tmp_path / "data"
+    write_dataset("synth_polyp", data, size=48, counts={"train": 24, "val": 4, "test": 6})
+    spec = {
+        "notebook": "notebooks/finetune.ipynb",
+        "defaults": {
+            "size": "tiny",
+            "data_root": str(data),
+            "max_epochs": 4,
+            "min_epochs": 4,
+            "batch_size": 4,
+            "state_every_s": 0.0,
+            "surface_metrics": False,
+            "num_workers": 0,
+            "progress": False,
+        },
+        "grid": {"model": ["clipseg"], "dataset": ["synth_polyp"], "prompt": ["p6"]},
+    }
+    (tmp_path / "faults").mkdir()
+    (tmp_path / "faults" / "finetune.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    straight = vlsm(tmp_path)
+    assert straight.wait(timeout=600) == 0
+    (tmp_path / "out").rename(tmp_path / "straight")
+    run = tmp_path / "out" / "faults" / "finetune" / "finetune__clipseg__synth_polyp__p6"
+    killed = vlsm(tmp_path)
+    deadline = time.time() + 300
+    while not (run / "train_state.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)  # the first epoch's state is on disk: training is under way
+    _kill_tree(killed.pid)
+    killed.wait(timeout=60)
+    assert read_run(run)["status"] == "running" and shown_status(read_run(run), run) == "stale"
+    resumed = vlsm(tmp_path)
+    assert resumed.wait(timeout=600) == 0, resumed.communicate()[0].decode()[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 4 and metrics["resumed_at_epoch"] >= 1  # not from scratch
+    a = gather(tmp_path / "straight" / "faults").sort_values("image_id")
+    b = gather(tmp_path / "out" / "faults").sort_values("image_id")
+    assert len(b) == 6  # counted once
+    pd.testing.assert_series_equal(
+        a["dice"].reset_index(drop=True), b["dice"].reset_index(drop=True)
+    )

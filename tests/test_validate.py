@@ -9,10 +9,15 @@ from vlsm_lib.models import list_models
 from vlsm_lib.runner import plan
 
 
+@pytest.fixture(autouse=True)
+def data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))  # the runner injects data_root
+
+
 def study(tmp_path, **defaults):
     spec = {
         "notebook": "notebooks/finetune.ipynb",
-        "defaults": {"size": "tiny", "data_root": str(tmp_path / "data"), **defaults},
+        "defaults": {"size": "tiny", **defaults},
         "grid": {"model": ["cris"], "dataset": ["synth_polyp"], "prompt": ["p6"]},
     }
     path = tmp_path / "suite" / "finetune.yaml"

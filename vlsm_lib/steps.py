@@ -143,6 +143,7 @@ def fit_summary(per_image: pd.DataFrame, result) -> dict:
         "epochs": result.epochs_run,
         "stopped": result.stopped,
         "feature_cache": result.cache,
+        "resumed_at_epoch": result.resumed_at,
     }
 
 

@@ -61,6 +61,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     cache: str = "off"
     matmul_precision: str = ""  # applied; "highest" for "medium" on CPUs without bf16 (runtime.py)
+    resumed_at: int = 0  # the epoch an interrupted run resumed at (0: it started afresh)
 
 
 @dataclass
@@ -187,6 +188,7 @@ def fit(
     result = FitResult(cache=cache.mode if cache else "off", matmul_precision=precision)
     writer = _Writer(run_dir, model, setup, sched, result)
     bad_epochs = writer.load_state() if resume and writer.path.is_file() else 0
+    result.resumed_at = result.epochs_run
     augment = Augmenter(model.preprocess, seed=cfg.seed) if cfg.augment else None
     try:
         for epoch in range(result.epochs_run, cfg.max_epochs):
