@@ -214,3 +214,66 @@ def test_a_finetune_killed_mid_training_resumes_to_the_same_result(tmp_path):
     pd.testing.assert_series_equal(
         a["dice"].reset_index(drop=True), b["dice"].reset_index(drop=True)
     )
+
+
+def test_gather_names_damaged_runs_and_goes_on_with_the_rest(tmp_path):
+    import pandas as pd
+
+    from vlsm_lib.results import PER_IMAGE, gather, save_run
+
+    study = tmp_path / "suite" / "finetune"
+    rows = pd.DataFrame({"test_set": "t", "image_id": ["a", "b"], "dice": [0.5, 0.7]})
+    for name in ("good", "truncated", "not_json", "old"):
+        (study / name).mkdir(parents=True)
+        (study / name / "run.json").write_text(json.dumps({"run_id": name, "status": "x"}))
+        save_run(study / name, {"model": name}, rows, {"dice": 0.6})
+    data = (study / "truncated" / PER_IMAGE).read_bytes()
+    (study / "truncated" / PER_IMAGE).write_bytes(data[: len(data) // 2])  # disk full, copy cut
+    (study / "not_json" / "run.json").write_text('{"status": "comp')
+    rows.drop(columns="test_set").to_parquet(study / "old" / PER_IMAGE)  # an older layout
+    with pytest.warns(UserWarning, match="3 run") as caught:
+        table = gather(tmp_path / "suite")
+    message = str(caught[0].message)
+    for name, why in (("truncated", "unreadable"), ("not_json", "run.json"), ("old", "lacks")):
+        assert f"{name}: " in message and why in message
+    assert list(table["run_id"].unique()) == ["good"] and len(table) == 2
+    assert len(table.attrs["unusable"]) == 3
+
+
+def test_a_full_disk_leaves_the_previous_checkpoint_and_no_result(tmp_path, monkeypatch):
+    import errno
+
+    import pandas as pd
+    import safetensors.torch
+
+    from vlsm_lib.files import DiskFull
+    from vlsm_lib.models import create_model
+    from vlsm_lib.models.weights import WEIGHTS, save_checkpoint
+    from vlsm_lib.results import PER_IMAGE, save_run
+
+    run = tmp_path / "run"
+    model = create_model("unet", size="tiny")
+    save_checkpoint(model, run)
+    before = (run / WEIGHTS).read_bytes()
+
+    def fills_the_disk(state, filename, *args, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", fills_the_disk)
+    with pytest.raises(DiskFull, match=r"disk full while writing .*checkpoint.safetensors.*intact"):
+        save_checkpoint(model, run)
+    assert (run / WEIGHTS).read_bytes() == before  # the previous best checkpoint
+    assert not list(run.glob(".*.tmp"))
+
+    def parquet_fills_the_disk(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", parquet_fills_the_disk)
+    rows = pd.DataFrame({"test_set": "t", "image_id": ["a"], "dice": [0.5]})
+    with pytest.raises(DiskFull):
+        save_run(run, {"model": "unet"}, rows, {"dice": 0.5})
+    assert read_run(run)["status"] == "running"  # never marked complete
+    assert not (run / PER_IMAGE).exists() and not list(run.glob(".*.tmp"))

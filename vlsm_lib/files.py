@@ -8,8 +8,10 @@ systems. A crash or a full disk mid-write leaves the previous file intact and no
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +32,25 @@ def atomic_write(
         write(Path(tmp))
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            raise DiskFull(path) from err
         raise
     return path
+
+
+class DiskFull(OSError):
+    """The disk filled while writing a result; the previous file is intact."""
+
+    def __init__(self, path: Path):
+        free = shutil.disk_usage(path.parent).free / 2**20
+        super().__init__(
+            errno.ENOSPC,
+            f"disk full while writing {path} ({free:.0f} MiB free on its file system); "
+            "nothing was replaced: the previous file is intact. Free space (old runs' "
+            "train_state.pt, feature caches) and run again: the run resumes",
+        )
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -17,6 +17,7 @@ import json
 import platform
 import re
 import subprocess
+import warnings
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from vlsm_lib import paths
-from vlsm_lib.files import write_json
+from vlsm_lib.files import atomic_write, write_json
 
 RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
 RESUME_STATE = "train_state.pt"  # what an interrupted finetune resumes from (train.py)
@@ -186,7 +187,7 @@ def save_run(
         for key, value in reversed([("run_id", rid), ("study", study), *_flat(params).items()]):
             if key not in table.columns:
                 table.insert(0, key, value)
-        table.to_parquet(run_dir / PER_IMAGE, index=False)
+        atomic_write(run_dir / PER_IMAGE, lambda tmp: table.to_parquet(tmp, index=False))
     if metrics is not None:
         write_json(run_dir / METRICS_JSON, metrics)
     started = info.get("started") or now()
@@ -230,20 +231,54 @@ def complete_runs(folder: str | Path) -> list[Path]:
     return [t.parent for t in sorted(Path(folder).rglob(PER_IMAGE)) if is_complete(t.parent)]
 
 
+REQUIRED_COLUMNS = ("run_id", "test_set", "image_id", "dice")  # what statistics cannot do without
+
+
+def _unreadable_runs(folder: Path) -> list[tuple[Path, str]]:
+    """Run folders with a per-image table whose run.json is missing or not JSON."""
+    out = []
+    for table in sorted(folder.rglob(PER_IMAGE)):
+        try:
+            json.loads((table.parent / RUN_JSON).read_text())
+        except (OSError, ValueError) as err:
+            out.append((table.parent, f"run.json unreadable ({type(err).__name__})"))
+    return out
+
+
 def gather(study_dir: str | Path, complete_only: bool = True) -> pd.DataFrame:
-    """One table, one row per test image, over the runs of a study folder (or a suite folder)."""
-    frames = []
+    """One table, one row per test image, over the runs of a study folder (or a suite folder).
+
+    A run that cannot be used (run.json not JSON, a truncated or unreadable per_image.parquet,
+    a table from an older version without the columns statistics need) is left out with a
+    warning naming it and why; the list is in ``table.attrs["unusable"]``."""
+    frames, unusable = [], _unreadable_runs(Path(study_dir))
     if complete_only:
         tables = [run / PER_IMAGE for run in complete_runs(study_dir)]
     else:
         tables = sorted(Path(study_dir).rglob(PER_IMAGE))
     for table in tables:
         info = read_run(table.parent)
-        frame = pd.read_parquet(table)
+        try:
+            frame = pd.read_parquet(table)
+        except Exception as err:  # pyarrow raises several types for a damaged file
+            unusable.append((table.parent, f"{PER_IMAGE} unreadable ({type(err).__name__})"))
+            continue
         for key in ("study", "suite"):  # runs saved outside the runner may lack them
             if key not in frame and key in info:
                 frame.insert(0, key, info[key])
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame]
+        if missing:
+            unusable.append((table.parent, f"{PER_IMAGE} lacks {missing} (an older version?)"))
+            continue
         frames.append(frame)
+    if unusable:
+        warnings.warn(
+            f"{len(unusable)} run(s) left out of the gathered table: "
+            + "; ".join(f"{run}: {why}" for run, why in unusable),
+            stacklevel=2,
+        )
     if not frames:
         raise FileNotFoundError(f"no complete runs with {PER_IMAGE} under {study_dir}")
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    out.attrs["unusable"] = [(str(run), why) for run, why in unusable]
+    return out
