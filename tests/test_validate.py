@@ -76,3 +76,30 @@ def test_the_shipped_suites_pass(tmp_path):
     for suite in ("demo", "smoke", "paper"):
         files = sorted((paths.REPO_ROOT / "params" / suite).glob("*.yaml"))
         assert sum(len(runs) for _, runs in plan(files, outputs=tmp_path)) > 0
+
+
+def test_names_that_would_escape_their_folders_are_refused(tmp_path):
+    path = study(tmp_path)
+    spec = yaml.safe_load(path.read_text())
+    spec["grid"]["dataset"] = [".."]
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ValueError, match=r"dataset='\.\.' cannot go into a run id"):
+        plan([path], outputs=tmp_path / "out")
+    spec["grid"].pop("dataset")
+    spec["defaults"]["dataset"] = "../../etc"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with pytest.raises(ValueError, match=r"'\.\./\.\./etc' is not a dataset name"):
+        plan([path], outputs=tmp_path / "out")
+
+
+def test_a_symlink_in_a_dataset_is_replaced_not_followed_by_writes(tmp_path):
+    from vlsm_lib.data.check import CHECK_JSON, check
+
+    folder = write_dataset(
+        "synth_polyp", tmp_path / "data", size=32, counts={"train": 2, "val": 1, "test": 1}
+    )
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    (folder / CHECK_JSON).symlink_to(outside)
+    check([folder])
+    assert outside.read_text() == "precious" and not (folder / CHECK_JSON).is_symlink()

@@ -54,10 +54,10 @@ def _token(key: str, value: Any) -> str:
         text = f"s{value}"
     elif key not in PLAIN_KEYS:
         text = f"{key}-{value}"
-    if "__" in text or not _SAFE.match(text):
+    if "__" in text or not _SAFE.match(text) or text.startswith("."):
         raise ValueError(
             f"parameter {key}={value!r} cannot go into a run id (letters, digits, _ . + = - only, "
-            "no '__'); rename the value"
+            "no '__', not starting with '.': no path can escape the study folder); rename it"
         )
     return text
 

@@ -10,7 +10,8 @@ anything, each run's parameters are checked against what its notebook and the li
 - **models**: ``model`` is a registry name and ``model_options`` are options its builder
   declares (a typo such as ``clip_weight`` would otherwise train CRIS from a random CLIP);
 - **prompts**: ``prompt`` is ``random`` or ``p<N>``, and when the dataset is already on disk
-  it is one of its prompt keys.
+  it is one of its prompt keys;
+- **names**: dataset names hold no path separator and do not start with "." (``..``).
 
 All problems of all runs are reported together, each naming its run and the fix.
 """
@@ -122,13 +123,23 @@ def _prompt_problem(params: dict) -> str | None:
     return None
 
 
+def _name_problem(params: dict) -> str | None:
+    """Dataset names are folder names under the data root: no path may escape it."""
+    for key in ("dataset", "test_sets", "targets"):
+        for name in comma_list(params.get(key) or "") if isinstance(params.get(key), str) else []:
+            if "/" in name or "\\" in name or name.startswith("."):
+                return f"{key}={params[key]!r}: {name!r} is not a dataset name (no paths, no '..')"
+    return None
+
+
 def problems(run) -> list[str]:
     """What is wrong with one run's parameters (empty: nothing)."""
     defaults = notebook_defaults(run.notebook)
     found = [
         _type_problem(k, v, defaults.get(k)) for k, v in run.params.items() if k not in INJECTED
     ]
-    found += [_train_problem(run.params), _model_problem(run.params), _prompt_problem(run.params)]
+    found += [_train_problem(run.params), _model_problem(run.params)]
+    found += [_prompt_problem(run.params), _name_problem(run.params)]
     return [p for p in found if p]
 
 
