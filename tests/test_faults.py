@@ -87,6 +87,9 @@ def test_a_failing_run_is_recorded_the_rest_completes_and_failed_reruns_it_alone
     proc = vlsm(tmp_path)
     out = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 1, out  # the exit code says a run failed
+    assert "4/4 runs done, 1 failed" in out  # the terminal says where the grid is
+    progress = json.loads((tmp_path / "out" / "faults" / "progress.json").read_text())
+    assert (progress["done"], progress["total"], progress["failed"]) == (4, 4, 1)
     failed = tmp_path / "out" / "faults" / "logged" / "logged__x-2"
     assert "planned failure" in read_run(failed)["error"]
     assert "planned failure" in (failed.parent / "index.html").read_text()
@@ -277,3 +280,24 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_no_result(tmp_path, monk
         save_run(run, {"model": "unet"}, rows, {"dice": 0.5})
     assert read_run(run)["status"] == "running"  # never marked complete
     assert not (run / PER_IMAGE).exists() and not list(run.glob(".*.tmp"))
+
+
+def test_a_grid_under_way_shows_in_the_root_index(tmp_path):
+    from types import SimpleNamespace
+
+    from vlsm_lib import progress
+    from vlsm_lib.report import write_root_index
+
+    runs = [
+        SimpleNamespace(run_id=f"r{i}", run_dir=tmp_path / "demo" / "s" / f"r{i}") for i in range(3)
+    ]
+    grid = progress.Progress([(None, runs)])
+    grid.start("r0")
+    grid.finish("r0", "complete")
+    grid.start("r1")
+    page = write_root_index(tmp_path).read_text()
+    assert "demo: grid under way: 1/3 runs done, 0 failed" in page and "running now: r1" in page
+    assert "left" in grid.line()  # an estimate once a run has been timed
+    grid.finish("r1", "failed")
+    grid.finish("r2", "skipped")
+    assert "under way" not in write_root_index(tmp_path).read_text()  # finished: gone

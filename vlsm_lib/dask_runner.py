@@ -11,6 +11,7 @@ package installed.
 
 from __future__ import annotations
 
+from vlsm_lib.progress import Progress
 from vlsm_lib.runner import Run, Study, _index, execute
 
 
@@ -53,11 +54,14 @@ def run_dask(
             ]
             by_study.setdefault(study.name, []).extend(mine)
             futures += mine
-        statuses = {}
+        statuses, progress = {}, Progress(planned, parallel=workers)
+        for _, runs in planned:
+            for run in runs:  # submitted: under way or waiting for a worker
+                progress.start(run.run_id)
         for future in as_completed(futures):
             rid, status = future.result()
             statuses[rid] = status
-            print(f"{status:9s} {rid}", flush=True)
+            print(progress.finish(rid, status), flush=True)
         for _, runs in planned:
             if runs:
                 _index(runs[0])

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 import nbformat
 
+from vlsm_lib import progress
 from vlsm_lib.files import write_text
 from vlsm_lib.results import shown_status
 
@@ -319,14 +320,12 @@ def _headline(study: Path, root: Path) -> str:
 
 
 def write_root_index(outputs_root: str | os.PathLike) -> Path:
-    """Write ``outputs_root/index.html`` listing every ``<suite>/<study>/index.html``.
-
-    First, per suite with a completed statistics run, its headline results (see _headline).
-    Then each study with its run counts (complete / failed / other), and thumbnails of the PNG
-    figures directly in each study folder or in its ``figures/`` folder.
-    """
+    """Write ``outputs_root/index.html``: grids under way (``progress``), each suite's headline
+    results (``_headline``), every ``<suite>/<study>/index.html`` with its run counts, and
+    thumbnails of the PNG figures in each study folder or its ``figures/`` folder."""
     root = Path(outputs_root)
-    headlines = "".join(_headline(s, root) for s in sorted(root.glob("*/statistics/")))
+    headlines = progress.html(root)  # a grid under way, then each suite's Table 2
+    headlines += "".join(_headline(s, root) for s in sorted(root.glob("*/statistics/")))
     rows, figures = [], []
     for index in sorted(root.glob("*/*/index.html")):
         study = index.parent

@@ -25,7 +25,6 @@ import fnmatch
 import functools
 import itertools
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -328,18 +327,15 @@ def plan(
 
 
 def run_local(planned, force: bool = False) -> dict[str, str]:
-    from tqdm.auto import tqdm
+    from vlsm_lib.progress import Progress
 
-    statuses = {}
-    total = sum(len(runs) for _, runs in planned)
-    with tqdm(total=total, desc="runs", file=sys.stdout, disable=False) as bar:
-        for _, runs in planned:
-            for run in runs:
-                bar.set_postfix_str(run.run_id[-60:])
-                statuses[run.run_id] = execute(run, force)
-                bar.update()
-            if runs:
-                _index(runs[0])
+    statuses, progress = {}, Progress(planned)
+    for _, runs in planned:
+        for run in runs:
+            progress.start(run.run_id)
+            statuses[run.run_id] = execute(run, force)
+            print(progress.finish(run.run_id, statuses[run.run_id]), flush=True)
+            _index(run)  # the indexes show the grid's progress while it runs
     return statuses
 
 

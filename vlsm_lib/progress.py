@@ -1,0 +1,100 @@
+"""Where a grid is: runs done of the total, failed so far, the runs under way, the time left.
+
+The runners (local and Dask) tell a ``Progress`` when a run starts and ends; it prints one line
+to the terminal and writes ``outputs/<suite>/progress.json``, which ``outputs/index.html``
+shows while the grid runs (``html``). The time left is the mean duration of the runs executed so
+far (skipped complete runs do not count) times the runs left, divided by the runs that go on
+at once.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import json
+import time
+from pathlib import Path
+
+from vlsm_lib.files import write_json
+
+PROGRESS = "progress.json"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+class Progress:
+    """Counts of one plan (``runner.plan``'s list of (study, runs)), kept on disk per suite."""
+
+    def __init__(self, planned, parallel: int = 1):
+        runs = [r for _, rs in planned for r in rs]
+        self.total, self.parallel = len(runs), max(1, parallel)
+        self.suites = {r.run_dir.parents[1] for r in runs}  # outputs/<suite>
+        self.done = self.failed = 0
+        self.running: dict[str, float] = {}
+        self.executed: list[float] = []
+        self.started = time.time()
+        self._write()
+
+    def start(self, run_id: str) -> None:
+        self.running[run_id] = time.time()
+        self._write()
+
+    def finish(self, run_id: str, status: str) -> str:
+        """Record a run's end; returns the line to print."""
+        began = self.running.pop(run_id, None)
+        self.done += 1
+        self.failed += status == "failed"
+        if status in ("complete", "failed") and began is not None:
+            self.executed.append(time.time() - began)
+        self._write()
+        return f"{status:9s} {run_id}  [{self.line()}]"
+
+    def eta_s(self) -> float | None:
+        if not self.executed:
+            return None
+        mean = sum(self.executed) / len(self.executed)
+        return mean * (self.total - self.done) / self.parallel
+
+    def line(self) -> str:
+        eta = self.eta_s()
+        left = (
+            f", about {_duration(eta)} left" if eta is not None and self.done < self.total else ""
+        )
+        return f"{self.done}/{self.total} runs done, {self.failed} failed{left}"
+
+    def _write(self) -> None:
+        state = {
+            "total": self.total,
+            "done": self.done,
+            "failed": self.failed,
+            "running": sorted(self.running),
+            "eta_s": self.eta_s(),
+            "started": self.started,
+            "updated": time.time(),
+        }
+        for suite in self.suites:
+            write_json(suite / PROGRESS, state)
+
+
+def html(outputs_root: Path) -> str:
+    """A paragraph per suite whose grid is under way (progress.json not finished), else ""."""
+    out = []
+    for path in sorted(Path(outputs_root).glob(f"*/{PROGRESS}")):
+        try:
+            p = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if p.get("done", 0) >= p.get("total", 0):
+            continue
+        eta = f"; about {_duration(p['eta_s'])} left" if p.get("eta_s") else ""
+        running = ", ".join(p.get("running", [])[:8]) or "none"
+        updated = time.strftime("%H:%M:%S", time.localtime(p.get("updated", 0)))
+        out.append(
+            f'<p class="running">{_html.escape(path.parent.name)}: grid under way: '
+            f"{p['done']}/{p['total']} runs done, {p['failed']} failed{eta}; running now: "
+            f"{_html.escape(running)} (updated {updated})</p>\n"
+        )
+    return "".join(out)
