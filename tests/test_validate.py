@@ -103,3 +103,22 @@ def test_a_symlink_in_a_dataset_is_replaced_not_followed_by_writes(tmp_path):
     (folder / CHECK_JSON).symlink_to(outside)
     check([folder])
     assert outside.read_text() == "precious" and not (folder / CHECK_JSON).is_symlink()
+
+
+def test_a_missing_checkpoint_that_a_study_needs_stops_the_plan(tmp_path):
+    import json
+
+    from vlsm_lib.models import create_model
+    from vlsm_lib.models.weights import save_checkpoint
+
+    pretrained = tmp_path / "out" / "suite" / "pretrain" / "pretrain__cris"
+    save_checkpoint(create_model("cris", size="tiny"), pretrained)
+    (pretrained / "run.json").write_text(json.dumps({"status": "complete"}))
+    path = study(tmp_path, weights=str(pretrained))
+    assert plan([path], outputs=tmp_path / "out")  # the checkpoint is there: fine
+    (pretrained / "checkpoint.safetensors").unlink()  # lost when results were copied
+    with pytest.raises(ValueError, match=r"complete but its checkpoint.safetensors is missing"):
+        plan([path], outputs=tmp_path / "out")
+    path = study(tmp_path, weights=str(pretrained.parent / "pretrain__never_run"))
+    with pytest.raises(ValueError, match=r"does not exist and no run of this plan writes it"):
+        plan([path], outputs=tmp_path / "out")

@@ -11,7 +11,9 @@ anything, each run's parameters are checked against what its notebook and the li
   declares (a typo such as ``clip_weight`` would otherwise train CRIS from a random CLIP);
 - **prompts**: ``prompt`` is ``random`` or ``p<N>``, and when the dataset is already on disk
   it is one of its prompt keys;
-- **names**: dataset names hold no path separator and do not start with "." (``..``).
+- **names**: dataset names hold no path separator and do not start with "." (``..``);
+- **checkpoints**: a checkpoint a run names exists or is written by a run of the plan, and a
+  complete run named as one still holds its checkpoint files.
 
 All problems of all runs are reported together, each naming its run and the fix.
 """
@@ -132,21 +134,54 @@ def _name_problem(params: dict) -> str | None:
     return None
 
 
-def problems(run) -> list[str]:
-    """What is wrong with one run's parameters (empty: nothing)."""
+CHECKPOINT_KEYS = ("weights", "checkpoint", "decoder_weights", "clip_weights")
+
+
+def _paths(params: dict):
+    """(key, value) of the parameters that may name a checkpoint, options included."""
+    for key, value in [*params.items(), *(params.get("model_options") or {}).items()]:
+        if key in CHECKPOINT_KEYS and isinstance(value, str) and "/" in value:
+            yield key, value
+
+
+def _checkpoint_problem(params: dict, planned: set[str]) -> str | None:
+    """A checkpoint inside the plan's suite folders that a run names must exist or be written by
+    a run of this plan; a complete run named as a checkpoint must still hold its files."""
+    suites = {str(Path(f).parents[1]) for f in planned}
+    for key, value in _paths(params):
+        path = Path(value)
+        if str(path) in planned or not any(str(path).startswith(s + "/") for s in suites):
+            continue  # written by this plan, or outside the suites (public weights: the loader)
+        if not path.exists():
+            return f"{key}={value!r} does not exist and no run of this plan writes it"
+        info = path / "run.json"
+        if path.is_dir() and info.is_file() and not (path / "checkpoint.safetensors").is_file():
+            if json.loads(info.read_text(encoding="utf-8") or "{}").get("status") == "complete":
+                return (
+                    f"{key}={value!r}: that run is complete but its checkpoint.safetensors "
+                    f"is missing; run it again (vlsm run ... --only {path.name} --force)"
+                )
+    return None
+
+
+def problems(run, planned: set[str] = frozenset()) -> list[str]:
+    """What is wrong with one run's parameters (empty: nothing); ``planned``: the run folders
+    the plan will write."""
     defaults = notebook_defaults(run.notebook)
     found = [
         _type_problem(k, v, defaults.get(k)) for k, v in run.params.items() if k not in INJECTED
     ]
     found += [_train_problem(run.params), _model_problem(run.params)]
     found += [_prompt_problem(run.params), _name_problem(run.params)]
+    found += [_checkpoint_problem(run.params, planned)]
     return [p for p in found if p]
 
 
 def check_plan(planned) -> None:
     """Raise ValueError listing every run with a problem (``problems``) before any starts."""
-    bad = [(study, run, p) for study, runs in planned for run in runs for p in problems(run)]
+    folders = {str(run.run_dir) for _, runs in planned for run in runs}
+    bad = [(s, run, p) for s, runs in planned for run in runs for p in problems(run, folders)]
     if bad:
-        lines = [f"{study.source}: {run.run_id}: {p}" for study, run, p in bad[:20]]
+        lines = [f"{s.source}: {run.run_id}: {p}" for s, run, p in bad[:20]]
         more = f"\n... and {len(bad) - 20} more" if len(bad) > 20 else ""
         raise ValueError("parameters refused before any run started:\n" + "\n".join(lines) + more)
