@@ -301,3 +301,47 @@ def test_a_grid_under_way_shows_in_the_root_index(tmp_path):
     grid.finish("r1", "failed")
     grid.finish("r2", "skipped")
     assert "under way" not in write_root_index(tmp_path).read_text()  # finished: gone
+
+
+class _Payload:
+    """Unpickling this would run code: it writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_carrying_a_pickle_payload_is_refused(tmp_path):
+    import torch
+
+    from vlsm_lib.models import create_model
+    from vlsm_lib.models.weights import WeightsUnavailable, read_state
+
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Payload(str(marker))}, tmp_path / "a.pt")
+    with pytest.raises((WeightsUnavailable, RuntimeError)) as err:
+        read_state(tmp_path / "a.pt", "weights")
+    assert "a.pt" in str(err.value)
+    with pytest.raises((WeightsUnavailable, RuntimeError)):
+        create_model("unet", size="tiny", weights=str(tmp_path / "a.pt"))
+    assert not marker.exists()  # the payload never ran
+
+
+def test_a_grid_warns_when_the_disk_is_short(study, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    from vlsm_lib import progress
+    from vlsm_lib.runner import plan
+
+    tmp_path, _ = study
+    planned = plan([tmp_path / "faults" / "logged.yaml"], outputs=tmp_path / "out")
+    assert progress.disk_need(planned) == 4 * progress.GUESS_BYTES["paper"]  # nothing measured
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 2**30))
+    with pytest.warns(UserWarning, match=r"1.0 GiB free; the runs to do need about 8.0 GiB"):
+        progress.warn_if_disk_short(planned, tmp_path / "out")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
+    assert progress.warn_if_disk_short(planned, tmp_path / "out") is None

@@ -36,6 +36,7 @@ GRID = (
     'finetune,clipseg,"**0.512** [0.40, 0.60]","0.300 [0.20, 0.40]"\n'
     'finetune,<script>alert(1)</script>,"0.410 [0.30, 0.50]",""\n'
 )
+HOSTILE = "<script>document.title='pwned'</script><img src=x onerror=\"document.title='pwned'\">"
 # Any attribute value that would make the browser (or a click) reach the network.
 REMOTE = re.compile(r"""(?<![\w-])(?:src|href)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
@@ -89,6 +90,8 @@ def outputs(tmp_path_factory):
         cells=[
             new_markdown_cell("# Fine-tuning report"),
             new_code_cell("print('dice <b>0.81</b> & done')"),
+            # a prompt text that is HTML and script: shown as text, never run (pandas escapes)
+            new_code_cell(f"import pandas as pd\npd.DataFrame({{'prompt_text': [{HOSTILE!r}]}})"),
             new_code_cell(
                 "%matplotlib inline\nimport matplotlib.pyplot as plt\n"
                 "fig, ax = plt.subplots(figsize=(2, 2))\nax.plot([0, 1], [1, 0])\nplt.show()"
@@ -369,7 +372,11 @@ def test_pages_render_in_headless_chromium(served, tmp_path):
         assert len(driver.find_elements(By.CSS_SELECTOR, "tbody tr")) == 3
         link = driver.find_element(By.CSS_SELECTOR, 'a[href$="notebook.html"]')
         driver.get(link.get_attribute("href"))
-        _check_page(driver, min_images=1)  # the matplotlib figure, inline
-        assert driver.title == COMPLETE
+        _check_page(driver, min_images=1)  # the matplotlib figure, inline; no <img src=x>
+        assert driver.title == COMPLETE  # the hostile prompt's script did not run
+        assert (
+            "<script>document.title='pwned'</script>"
+            in driver.find_element(By.TAG_NAME, "body").text
+        )  # shown as text
     finally:
         driver.quit()

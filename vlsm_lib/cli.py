@@ -29,6 +29,9 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  {run.run_id}")
         print(f"total: {sum(len(r) for r in per_study.values())} runs")
         return 0
+    from vlsm_lib.progress import warn_if_disk_short
+
+    warn_if_disk_short(planned, paths.outputs_root())  # a warning: the user decides
     if args.executor == "dask":
         from vlsm_lib.dask_runner import run_dask
 

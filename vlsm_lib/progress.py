@@ -17,6 +17,10 @@ from pathlib import Path
 from vlsm_lib.files import write_json
 
 PROGRESS = "progress.json"
+# What a run needs on disk when none of its study is complete yet to measure: a tiny model's
+# run (report, tables, checkpoint) and a paper-size one's (checkpoint, plus its resume state
+# while it runs: weights and AdamW moments, ~1.7 GB for CRIS trained end to end).
+GUESS_BYTES = {"tiny": 50 * 2**20, "paper": 2 * 2**30}
 
 
 def _duration(seconds: float) -> str:
@@ -98,3 +102,43 @@ def html(outputs_root: Path) -> str:
             f"{_html.escape(running)} (updated {updated})</p>\n"
         )
     return "".join(out)
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def disk_need(planned) -> int:
+    """Bytes the runs still to do will write: per study, the median size of its complete runs
+    (measured), else ``GUESS_BYTES`` by model size."""
+    from statistics import median
+
+    from vlsm_lib.results import is_complete
+
+    need = 0
+    for _, runs in planned:
+        todo = [r for r in runs if not is_complete(r.run_dir)]
+        done = [r.run_dir for r in runs if is_complete(r.run_dir)]
+        if todo:
+            size = todo[0].params.get("size", "paper")
+            each = median(map(_folder_bytes, done)) if done else GUESS_BYTES.get(size, 2**30)
+            need += int(each) * len(todo)
+    return need
+
+
+def warn_if_disk_short(planned, outputs: Path) -> str | None:
+    """A warning (also returned) when the free space under ``outputs`` is below
+    ``disk_need``; None when there is room."""
+    import shutil
+    import warnings
+
+    outputs.mkdir(parents=True, exist_ok=True)
+    free, need = shutil.disk_usage(outputs).free, disk_need(planned)
+    if free >= need:
+        return None
+    text = (
+        f"{outputs} has {free / 2**30:.1f} GiB free; the runs to do need about "
+        f"{need / 2**30:.1f} GiB: free space or point VLSM_OUTPUTS elsewhere"
+    )
+    warnings.warn(text, stacklevel=2)
+    return text
