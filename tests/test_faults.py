@@ -29,10 +29,10 @@ save_run(run_dir, {"x": x}, metrics={"x": x})"""
 
 @pytest.fixture
 def study(tmp_path):
-    """A study of 4 runs over a notebook that logs each execution (one line per run id)."""
+    """A study of 3 runs over a notebook that logs each execution (one line per run id)."""
     nb = nbformat.v4.new_notebook()
     params = nbformat.v4.new_code_cell(
-        'run_dir = ""\ndata_root = ""\nx = 0\nsleep = 0.5\nfail_at = -1\nlog = ""'
+        'run_dir = ""\ndata_root = ""\nx = 0\nsleep = 0.1\nfail_at = -1\nlog = ""'
     )
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params, nbformat.v4.new_code_cell(CELL)]
@@ -46,7 +46,7 @@ def study(tmp_path):
     spec = {
         "notebook": str(tmp_path / "logged.ipynb"),
         "defaults": {"log": str(log), "fail_at": 2},
-        "grid": {"x": [1, 2, 3, 4]},
+        "grid": {"x": [1, 2, 3]},
     }
     (tmp_path / "faults").mkdir()
     (tmp_path / "faults" / "logged.yaml").write_text(yaml.safe_dump(spec))
@@ -74,9 +74,9 @@ def test_two_runners_on_one_study_execute_every_run_once(study):
     outputs = [p.communicate(timeout=300)[0].decode() for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outputs
     ran = executions(log)
-    assert sorted(ran) == sorted(set(ran)) and len(ran) == 4  # each run exactly once
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 3  # each run exactly once
     runs = sorted((tmp_path / "out" / "faults" / "logged").glob("logged__*"))
-    assert [read_run(r)["status"] for r in runs] == ["complete"] * 4
+    assert [read_run(r)["status"] for r in runs] == ["complete"] * 3
     assert not any((r / locks.LOCK).exists() for r in runs)  # every lock released
     assert not any((r / "train_state.pt").exists() for r in runs)  # resume state dropped
 
@@ -87,18 +87,18 @@ def test_a_failing_run_is_recorded_the_rest_completes_and_failed_reruns_it_alone
     proc = vlsm(tmp_path)
     out = proc.communicate(timeout=300)[0].decode()
     assert proc.returncode == 1, out  # the exit code says a run failed
-    assert "4/4 runs done, 1 failed" in out  # the terminal says where the grid is
+    assert "3/3 runs done, 1 failed" in out  # the terminal says where the grid is
     progress = json.loads((tmp_path / "out" / "faults" / "progress.json").read_text())
-    assert (progress["done"], progress["total"], progress["failed"]) == (4, 4, 1)
+    assert (progress["done"], progress["total"], progress["failed"]) == (3, 3, 1)
     failed = tmp_path / "out" / "faults" / "logged" / "logged__x-2"
     assert "planned failure" in read_run(failed)["error"]
     assert "planned failure" in (failed.parent / "index.html").read_text()
-    assert len(executions(log)) == 4
+    assert len(executions(log)) == 3
     (tmp_path / "executions.log.fail").unlink()
     again = vlsm(tmp_path, "--failed")
     out = again.communicate(timeout=300)[0].decode()
     assert again.returncode == 0, out
-    assert executions(log)[4:] == ["logged__x-2"]  # only the failed run ran again
+    assert executions(log)[3:] == ["logged__x-2"]  # only the failed run ran again
     assert read_run(failed)["status"] == "complete"
 
 
@@ -171,7 +171,18 @@ def _kill_tree(pid: int) -> None:
             pass
 
 
+def _wait_for(path, seconds=300):
+    deadline = time.time() + seconds
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert path.exists(), path
+
+
 def test_a_finetune_killed_mid_training_resumes_to_the_same_result(tmp_path):
+    """Killed through the local runner (runner and kernel) and through Dask (its worker): the
+    run is taken over and resumes from its saved state to the uninterrupted run's Dice."""
+    import signal
+
     import pandas as pd
 
     from vlsm_lib.data.synthetic import write_dataset
@@ -183,40 +194,44 @@ def test_a_finetune_killed_mid_training_resumes_to_the_same_result(tmp_path):
         "notebook": "notebooks/finetune.ipynb",
         "defaults": {
             "size": "tiny",
-            "data_root": str(data),
             "max_epochs": 4,
             "min_epochs": 4,
             "batch_size": 4,
             "state_every_s": 0.0,
             "surface_metrics": False,
-            "num_workers": 0,
             "progress": False,
         },
         "grid": {"model": ["clipseg"], "dataset": ["synth_polyp"], "prompt": ["p6"]},
     }
     (tmp_path / "faults").mkdir()
     (tmp_path / "faults" / "finetune.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    straight = vlsm(tmp_path)
-    assert straight.wait(timeout=600) == 0
+    assert vlsm(tmp_path).wait(timeout=600) == 0
     (tmp_path / "out").rename(tmp_path / "straight")
     run = tmp_path / "out" / "faults" / "finetune" / "finetune__clipseg__synth_polyp__p6"
     killed = vlsm(tmp_path)
-    deadline = time.time() + 300
-    while not (run / "train_state.pt").exists() and time.time() < deadline:
-        time.sleep(0.2)  # the first epoch's state is on disk: training is under way
+    _wait_for(run / "train_state.pt")  # the first epoch's state is on disk: training under way
     _kill_tree(killed.pid)
     killed.wait(timeout=60)
     assert read_run(run)["status"] == "running" and shown_status(read_run(run), run) == "stale"
     resumed = vlsm(tmp_path)
     assert resumed.wait(timeout=600) == 0, resumed.communicate()[0].decode()[-2000:]
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs"] == 4 and metrics["resumed_at_epoch"] >= 1  # not from scratch
-    a = gather(tmp_path / "straight" / "faults").sort_values("image_id")
-    b = gather(tmp_path / "out" / "faults").sort_values("image_id")
-    assert len(b) == 6  # counted once
-    pd.testing.assert_series_equal(
-        a["dice"].reset_index(drop=True), b["dice"].reset_index(drop=True)
-    )
+    (tmp_path / "out").rename(tmp_path / "local")
+    dask = vlsm(tmp_path, "--executor", "dask", "--workers", "1")
+    _wait_for(run / "train_state.pt")
+    worker = json.loads((run / locks.LOCK).read_text())["pid"]  # the worker executing it
+    os.kill(worker, signal.SIGKILL)  # the nanny restarts it, the scheduler reschedules the run
+    assert dask.wait(timeout=600) == 0, dask.communicate()[0].decode()[-2000:]
+    (tmp_path / "out").rename(tmp_path / "dask")
+    straight = gather(tmp_path / "straight" / "faults").sort_values("image_id")
+    for way in ("local", "dask"):
+        folder = tmp_path / way / "faults" / "finetune" / run.name
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["epochs"] == 4 and metrics["resumed_at_epoch"] >= 1, way  # not afresh
+        table = gather(tmp_path / way / "faults").sort_values("image_id")
+        assert len(table) == 6, way  # counted once
+        pd.testing.assert_series_equal(
+            straight["dice"].reset_index(drop=True), table["dice"].reset_index(drop=True)
+        )
 
 
 def test_gather_names_damaged_runs_and_goes_on_with_the_rest(tmp_path):
@@ -338,10 +353,37 @@ def test_a_grid_warns_when_the_disk_is_short(study, monkeypatch):
 
     tmp_path, _ = study
     planned = plan([tmp_path / "faults" / "logged.yaml"], outputs=tmp_path / "out")
-    assert progress.disk_need(planned) == 4 * progress.GUESS_BYTES["paper"]  # nothing measured
+    assert progress.disk_need(planned) == 3 * progress.GUESS_BYTES["paper"]  # nothing measured
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 2**30))
-    with pytest.warns(UserWarning, match=r"1.0 GiB free; the runs to do need about 8.0 GiB"):
+    with pytest.warns(UserWarning, match=r"1.0 GiB free; the runs to do need about 6.0 GiB"):
         progress.warn_if_disk_short(planned, tmp_path / "out")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**12, 0, 10**12))
     assert progress.warn_if_disk_short(planned, tmp_path / "out") is None
+
+
+def test_a_kernel_does_not_outlive_the_runner_that_owns_its_run(tmp_path):
+    import psutil
+
+    child = (
+        "import time\nfrom vlsm_lib import locks\n"
+        "assert locks.exit_with_runner(every_s=0.1)\ntime.sleep(60)\n"
+    )
+    runner = (
+        "import os, subprocess, sys, time\n"
+        f"os.environ['{locks.RUNNER_PID}'] = str(os.getpid())\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        f"open({str(tmp_path / 'kernel.pid')!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", runner])
+    pid_file = tmp_path / "kernel.pid"
+    deadline = time.time() + 30
+    while not pid_file.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    kernel = psutil.Process(int(pid_file.read_text()))
+    time.sleep(1.5)  # the kernel has started watching
+    parent.kill()
+    parent.wait()
+    kernel.wait(timeout=10)  # TimeoutExpired if it went on: it ended itself, its runner gone
+    assert not kernel.is_running()

@@ -113,6 +113,27 @@ def heartbeat(run_dir: str | Path, every_s: float = HEARTBEAT_S):
         thread.join(timeout=every_s)
 
 
+RUNNER_PID = "VLSM_RUNNER_PID"  # set by the runner for the kernels it starts
+
+
+def exit_with_runner(every_s: float = 2.0) -> bool:
+    """In a notebook kernel started by the runner: end this process when the runner that
+    owns the run dies (SIGKILL, a pre-empted job, a killed Dask worker), so that no orphaned
+    kernel goes on writing into a run another runner has taken over. False when not started
+    by a runner (interactive kernels live on)."""
+    pid = int(os.environ.get(RUNNER_PID) or 0)
+    if not pid or pid == os.getpid():
+        return False
+
+    def watch():
+        while _alive(pid):
+            time.sleep(every_s)
+        os._exit(137)  # as if killed with it; the run's resume state stays for the next owner
+
+    threading.Thread(target=watch, name="vlsm-runner-watch", daemon=True).start()
+    return True
+
+
 def is_held(run_dir: str | Path, stale_s: float = STALE_S) -> bool:
     """A live owner holds the run (a report shows "running"; else a running run is stale)."""
     path = Path(run_dir) / LOCK

@@ -259,8 +259,8 @@ def _execute(run: Run) -> str:
     write_json(run.run_dir / RUN_JSON, info)
     output = run.run_dir / "notebook.ipynb"
     error = None
-    # Progress bars would fill the reports; the kernel inherits this environment.
-    os.environ["TQDM_DISABLE"] = "1"
+    # The kernel inherits this environment: no progress bars in reports; it dies with us.
+    os.environ.update(TQDM_DISABLE="1", **{locks.RUNNER_PID: str(os.getpid())})
     try:
         papermill.execute_notebook(
             str(run.notebook),

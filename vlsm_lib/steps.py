@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vlsm_lib import paths, runtime
+from vlsm_lib import locks, paths, runtime
 from vlsm_lib.config import comma_list
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import members
@@ -43,6 +43,7 @@ def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path,
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = str(paths.outputs_root() / "interactive" / Path(notebook).stem / stamp)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
+    locks.exit_with_runner()  # a kernel never outlives the runner that owns its run
     runtime.apply()  # CPU settings for this kernel (runtime.py)
     runtime.seed_everything(seed)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
