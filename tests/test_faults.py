@@ -68,11 +68,15 @@ def executions(log) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def test_two_runners_on_one_study_execute_every_run_once(study):
+def test_runners_and_a_dask_client_on_one_study_execute_every_run_once(study):
     tmp_path, log = study
-    first, second = vlsm(tmp_path), vlsm(tmp_path)
-    outputs = [p.communicate(timeout=300)[0].decode() for p in (first, second)]
-    assert first.returncode == 0 and second.returncode == 0, outputs
+    first, second, third = (
+        vlsm(tmp_path),
+        vlsm(tmp_path),
+        vlsm(tmp_path, "--executor", "dask", "--workers", "1"),  # and a Dask client
+    )
+    outputs = [p.communicate(timeout=300)[0].decode() for p in (first, second, third)]
+    assert [p.returncode for p in (first, second, third)] == [0, 0, 0], outputs
     ran = executions(log)
     assert sorted(ran) == sorted(set(ran)) and len(ran) == 3  # each run exactly once
     runs = sorted((tmp_path / "out" / "faults" / "logged").glob("logged__*"))
