@@ -24,7 +24,7 @@ if x == fail_at and Path(log + ".fail").exists():
     raise RuntimeError("planned failure")
 (Path(run_dir) / "train_state.pt").write_bytes(b"resume state")
 from vlsm_lib.results import save_run
-save_run(run_dir, {"x": x}, metrics={"x": x})"""
+save_run(run_dir, {"x": x, "run_dir": run_dir}, metrics={"x": x})"""
 
 
 @pytest.fixture
@@ -82,6 +82,8 @@ def test_runners_and_a_dask_client_on_one_study_execute_every_run_once(study):
     runs = sorted((tmp_path / "out" / "faults" / "logged").glob("logged__*"))
     assert [read_run(r)["status"] for r in runs] == ["complete"] * 3
     assert not any((r / locks.LOCK).exists() for r in runs)  # every lock released
+    params = read_run(runs[0])["params"]  # paths inside the suite read the same on any machine
+    assert params["run_dir"] == "{suite_dir}/logged/logged__x-1"
     assert not any((r / "train_state.pt").exists() for r in runs)  # resume state dropped
 
 

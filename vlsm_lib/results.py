@@ -165,6 +165,27 @@ def is_complete(run_dir: str | Path) -> bool:
     return read_run(run_dir).get("status") == "complete"
 
 
+SUITE_DIR = "{suite_dir}"
+
+
+def portable_params(params: dict, run_dir: str | Path) -> dict:
+    """``params`` with every absolute path inside the run's suite folder (two levels above the
+    run) written ``{suite_dir}/...``: run.json and per-image tables then read the same on
+    every machine the suite is copied to (paths outside it, like the data root, stay)."""
+    suite = Path(run_dir).resolve().parents[1]
+
+    def one(value):
+        if isinstance(value, dict):
+            return {k: one(v) for k, v in value.items()}
+        if isinstance(value, str) and value.startswith("/"):
+            path = Path(value).resolve()
+            if path.is_relative_to(suite):
+                return f"{SUITE_DIR}/{path.relative_to(suite).as_posix()}".rstrip("/.")
+        return value
+
+    return one(params)
+
+
 def save_run(
     run_dir: str | Path,
     params: dict,
@@ -179,6 +200,7 @@ def save_run(
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    params = portable_params(params, run_dir)
     info = read_run(run_dir)
     rid = info.get("run_id", run_dir.name)
     study = info.get("study", run_dir.parent.name)

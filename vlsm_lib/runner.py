@@ -39,6 +39,7 @@ from vlsm_lib.results import (
     RUN_JSON,
     is_complete,
     now,
+    portable_params,
     read_run,
     run_id,
     unfinished,
@@ -249,7 +250,7 @@ def _execute(run: Run) -> str:
         "study": run.study,
         "suite": run.suite,
         "notebook": _shown(run.notebook),
-        "params": run.params,
+        "params": portable_params(run.params, run.run_dir),
         # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
         "parameter_names": list(declared_parameters(run.notebook)),
         "status": "running",
