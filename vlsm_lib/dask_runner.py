@@ -54,7 +54,7 @@ def run_dask(
             ]
             by_study.setdefault(study.name, []).extend(mine)
             futures += mine
-        statuses, progress = {}, Progress(planned, parallel=workers)
+        statuses, progress = {}, Progress(planned)
         for _, runs in planned:
             for run in runs:  # submitted: under way or waiting for a worker
                 progress.start(run.run_id)

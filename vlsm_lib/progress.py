@@ -32,9 +32,9 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Counts of one plan (``runner.plan``'s list of (study, runs)), kept on disk per suite."""
 
-    def __init__(self, planned, parallel: int = 1):
+    def __init__(self, planned):
         runs = [r for _, rs in planned for r in rs]
-        self.total, self.parallel = len(runs), max(1, parallel)
+        self.total = len(runs)
         self.suites = {r.run_dir.parents[1] for r in runs}  # outputs/<suite>
         self.done = self.failed = 0
         self.running: dict[str, float] = {}
@@ -52,15 +52,16 @@ class Progress:
         self.done += 1
         self.failed += status == "failed"
         if status in ("complete", "failed") and began is not None:
-            self.executed.append(time.time() - began)
+            self.executed.append(time.time() - began)  # a run executed (not skipped)
         self._write()
         return f"{status:9s} {run_id}  [{self.line()}]"
 
     def eta_s(self) -> float | None:
+        """The wall time per executed run so far (which counts the runs that go on at once)
+        times the runs left; None before any run has executed."""
         if not self.executed:
             return None
-        mean = sum(self.executed) / len(self.executed)
-        return mean * (self.total - self.done) / self.parallel
+        return (time.time() - self.started) / len(self.executed) * (self.total - self.done)
 
     def line(self) -> str:
         eta = self.eta_s()
