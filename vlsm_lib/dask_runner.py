@@ -55,9 +55,8 @@ def run_dask(
             by_study.setdefault(study.name, []).extend(mine)
             futures += mine
         statuses, progress = {}, Progress(planned)
-        for _, runs in planned:
-            for run in runs:  # submitted: under way or waiting for a worker
-                progress.start(run.run_id)
+        # submitted: under way or waiting for a worker
+        progress.start(*(run.run_id for _, runs in planned for run in runs))
         for future in as_completed(futures):
             rid, status = future.result()
             statuses[rid] = status

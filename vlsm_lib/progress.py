@@ -42,8 +42,10 @@ class Progress:
         self.started = time.time()
         self._write()
 
-    def start(self, run_id: str) -> None:
-        self.running[run_id] = time.time()
+    def start(self, *run_ids: str) -> None:
+        """Runs under way (Dask: all submitted at once, one write for them all)."""
+        now = time.time()
+        self.running.update(dict.fromkeys(run_ids, now))
         self._write()
 
     def finish(self, run_id: str, status: str) -> str:

@@ -256,30 +256,21 @@ def complete_runs(folder: str | Path) -> list[Path]:
 REQUIRED_COLUMNS = ("run_id", "test_set", "image_id", "dice")  # what statistics cannot do without
 
 
-def _unreadable_runs(folder: Path) -> list[tuple[Path, str]]:
-    """Run folders with a per-image table whose run.json is missing or not JSON."""
-    out = []
-    for table in sorted(folder.rglob(PER_IMAGE)):
-        try:
-            json.loads((table.parent / RUN_JSON).read_text())
-        except (OSError, ValueError) as err:
-            out.append((table.parent, f"run.json unreadable ({type(err).__name__})"))
-    return out
-
-
 def gather(study_dir: str | Path, complete_only: bool = True) -> pd.DataFrame:
     """One table, one row per test image, over the runs of a study folder (or a suite folder).
 
     A run that cannot be used (run.json not JSON, a truncated or unreadable per_image.parquet,
     a table from an older version without the columns statistics need) is left out with a
     warning naming it and why; the list is in ``table.attrs["unusable"]``."""
-    frames, unusable = [], _unreadable_runs(Path(study_dir))
-    if complete_only:
-        tables = [run / PER_IMAGE for run in complete_runs(study_dir)]
-    else:
-        tables = sorted(Path(study_dir).rglob(PER_IMAGE))
-    for table in tables:
-        info = read_run(table.parent)
+    frames, unusable = [], []
+    for table in sorted(Path(study_dir).rglob(PER_IMAGE)):  # one pass, run.json read once
+        try:
+            info = json.loads((table.parent / RUN_JSON).read_text())
+        except (OSError, ValueError) as err:
+            unusable.append((table.parent, f"run.json unreadable ({type(err).__name__})"))
+            continue
+        if complete_only and info.get("status") != "complete":
+            continue
         try:
             frame = pd.read_parquet(table)
         except Exception as err:  # pyarrow raises several types for a damaged file

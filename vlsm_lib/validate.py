@@ -95,8 +95,10 @@ def _model_problem(params: dict) -> str | None:
     return None
 
 
-def _prompt_keys(data_root: str, dataset: str) -> set[str] | None:
-    """The prompt keys of a dataset already on disk (its first annotation record), else None."""
+@functools.cache
+def _prompt_keys(data_root: str, dataset: str) -> frozenset[str] | None:
+    """The prompt keys of a dataset already on disk (its first annotation record), else None;
+    read once per dataset, not once per run."""
     from vlsm_lib.data.pooled import members
 
     keys = None
@@ -109,7 +111,7 @@ def _prompt_keys(data_root: str, dataset: str) -> set[str] | None:
         except (OSError, ValueError, IndexError, KeyError, TypeError):
             return None  # a broken dataset is the data check's business
         keys = set(first) if keys is None else keys & set(first)
-    return keys
+    return frozenset(keys) if keys is not None else None
 
 
 def _prompt_problem(params: dict) -> str | None:
@@ -144,10 +146,10 @@ def _paths(params: dict):
             yield key, value
 
 
-def _checkpoint_problem(params: dict, planned: set[str]) -> str | None:
-    """A checkpoint inside the plan's suite folders that a run names must exist or be written by
-    a run of this plan; a complete run named as a checkpoint must still hold its files."""
-    suites = {str(Path(f).parents[1]) for f in planned}
+def _checkpoint_problem(params: dict, planned: set[str], suites: set[str]) -> str | None:
+    """A checkpoint inside the plan's suite folders (``suites``) that a run names must exist or
+    be written by a run of this plan; a complete run named as a checkpoint must still hold its
+    files."""
     for key, value in _paths(params):
         path = Path(value)
         if str(path) in planned or not any(str(path).startswith(s + "/") for s in suites):
@@ -164,23 +166,26 @@ def _checkpoint_problem(params: dict, planned: set[str]) -> str | None:
     return None
 
 
-def problems(run, planned: set[str] = frozenset()) -> list[str]:
+def problems(run, planned: set[str] = frozenset(), suites: set[str] = frozenset()) -> list[str]:
     """What is wrong with one run's parameters (empty: nothing); ``planned``: the run folders
-    the plan will write."""
+    the plan will write, ``suites``: their suite folders."""
     defaults = notebook_defaults(run.notebook)
     found = [
         _type_problem(k, v, defaults.get(k)) for k, v in run.params.items() if k not in INJECTED
     ]
     found += [_train_problem(run.params), _model_problem(run.params)]
     found += [_prompt_problem(run.params), _name_problem(run.params)]
-    found += [_checkpoint_problem(run.params, planned)]
+    found += [_checkpoint_problem(run.params, planned, suites)]
     return [p for p in found if p]
 
 
 def check_plan(planned) -> None:
     """Raise ValueError listing every run with a problem (``problems``) before any starts."""
     folders = {str(run.run_dir) for _, runs in planned for run in runs}
-    bad = [(s, run, p) for s, runs in planned for run in runs for p in problems(run, folders)]
+    suites = {str(Path(f).parents[1]) for f in folders}  # once, not once per run
+    bad = [
+        (s, run, p) for s, runs in planned for run in runs for p in problems(run, folders, suites)
+    ]
     if bad:
         lines = [f"{s.source}: {run.run_id}: {p}" for s, run, p in bad[:20]]
         more = f"\n... and {len(bad) - 20} more" if len(bad) > 20 else ""
