@@ -10,6 +10,11 @@ epochs. ``FeatureCache`` keeps them:
 
 Cached training equals uncached training within float tolerance (tested): the same tensors come
 back, computed by the same ``encode_image`` / ``encode_text``.
+
+Which policy caches what (``model.cacheable_parts()``): ``decoder`` both; ``text_prompt`` the
+vision features (the text tower carries the learnable context); ``visual_prompt`` the text
+embeddings; ``all``, ``lora`` and ``adapter`` nothing (both towers change as they train). A part
+that is not cached is computed by its encoder on every batch, with autograd.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class FeatureCache:
         self.levels: list[np.ndarray | torch.Tensor] | None = None
         self.texts: dict[str, torch.Tensor] = {}
         self.hits = self.misses = 0
+        self.parts = model.cacheable_parts()
+        if not self.parts:
+            raise ValueError(f"{model.name} under train={model.policy!r} has no frozen encoder")
 
     def _allocate(self, feats: list[torch.Tensor]) -> None:
         """Storage for ``capacity`` images, shaped like one batch's features."""
@@ -76,6 +84,8 @@ class FeatureCache:
 
     def image(self, image_ids: list[str], pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """Features of a batch, each (B, ...), computing and storing the images not seen yet."""
+        if "image" not in self.parts:
+            return self.model.encode_image(pixel_values)
         missing = [i for i, key in enumerate(image_ids) if key not in self.slots]
         if missing:
             with torch.no_grad():
@@ -101,6 +111,8 @@ class FeatureCache:
 
     def text(self, prompts: list[str], input_ids: torch.Tensor, attention_mask) -> torch.Tensor:
         """(B, P) text embeddings, one encoder call per distinct new string."""
+        if "text" not in self.parts:
+            return self.model.encode_text(input_ids, attention_mask)
         new = [i for i, p in enumerate(prompts) if p not in self.texts]
         if new:
             mask = attention_mask[new] if attention_mask is not None else None
@@ -109,6 +121,11 @@ class FeatureCache:
             for j, i in enumerate(new):
                 self.texts.setdefault(prompts[i], emb[j].detach().float().cpu())
         return torch.stack([self.texts[p] for p in prompts]).to(input_ids.device)
+
+    def describe(self) -> str:
+        """The mode, and the part cached when only one is: "memory", "disk (image only)"."""
+        only = f" ({next(iter(self.parts))} only)" if len(self.parts) == 1 else ""
+        return f"{self.mode}{only}"
 
     def forward(self, batch: dict) -> torch.Tensor:
         """The model's logits for a batch, (B, 1, H, W), from cached encoder outputs."""

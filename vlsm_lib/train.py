@@ -148,7 +148,7 @@ def validate(model, dataset, cfg, loss_fn, forward=None, device=None) -> tuple[f
 
 def _make_cache(model, train_set, val_set, cfg, run_dir) -> FeatureCache | None:
     """A feature cache when the encoders are frozen and inputs never change (no augmentation)."""
-    if cfg.feature_cache == "off" or cfg.augment or not model.cacheable():
+    if cfg.feature_cache == "off" or cfg.augment or not model.cacheable_parts():
         return None
     return FeatureCache(
         model,
@@ -185,7 +185,7 @@ def fit(
     )
     cache = _make_cache(model, train_set, val_set, cfg, run_dir)
     forward = cache.forward if cache else model.forward_batch
-    result = FitResult(cache=cache.mode if cache else "off", matmul_precision=precision)
+    result = FitResult(cache=cache.describe() if cache else "off", matmul_precision=precision)
     writer = _Writer(run_dir, model, setup, sched, result)
     bad_epochs = writer.load_state() if resume and writer.path.is_file() else 0
     result.resumed_at = result.epochs_run

@@ -13,6 +13,9 @@ context length) and its threshold (``model.threshold``).
   ``.safetensors`` file), at either size: e.g. tiny models pretrained on MedShapes' synth_shapes.
 - ``size="tiny"`` builds the same code path with small dimensions and random weights, offline.
 - ``train`` names a policy (``model.train_policies``); None takes the reference's behaviour.
+  The VLSMs also offer the parameter-efficient policies of ``tuning`` (lora, adapter,
+  text_prompt, visual_prompt), whose options (``lora_rank``, ``adapter_dim``, ...) are passed
+  like the family's own: ``create_model("clipseg", train="lora", lora_rank=4)``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import inspect
 from importlib import import_module
 from pathlib import Path
 
+from vlsm_lib.models import tuning
 from vlsm_lib.models import weights as W
 from vlsm_lib.models.base import SegModel
 from vlsm_lib.models.weights import WeightsMismatch, WeightsUnavailable
@@ -59,6 +63,8 @@ def create_model(
         raise ValueError(f"unknown size {size!r}; valid: {', '.join(SIZES)}")
     module, builder, fixed = MODELS[name]
     build = getattr(import_module(module), builder)
+    tuned = {k: v for k, v in options.items() if k in tuning.OPTIONS}
+    options = {k: v for k, v in options.items() if k not in tuning.OPTIONS}
     _check_options(name, build, fixed, options)
     own = W.is_checkpoint(weights)
     model = build(size=size, weights=None if own else weights, **fixed, **options)
@@ -68,14 +74,14 @@ def create_model(
         # stored in the base checkpoint.
         skip = ("decoder.",) if options.get("decoder_weights") else ()
         _start_from_checkpoint(model, Path(weights), skip=skip)
-    model.set_train_policy(train or model.default_policy)
+    model.set_train_policy(train or model.default_policy, **tuned)
     # How to rebuild it: checkpoints store only what trained and rebuild the rest from these.
     model.build_args = {
         "name": name,
         "size": size,
         "weights": weights,
         "train": model.policy,
-        "options": options,
+        "options": {**options, **tuned},
     }
     return model
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vlsm_lib.data.transforms import Preprocess, to_device
+from vlsm_lib.models import tuning
 
 
 def stable_head_init(head: nn.Module, prior: float = 0.1) -> None:
@@ -37,7 +38,9 @@ class SegModel(nn.Module):
 
     Subclasses set ``train_policies``: policy name -> parameter-name prefixes that train under
     it ("" = everything). ``set_train_policy`` makes exactly those parameters require grad, and
-    subclasses run frozen towers without building a graph.
+    subclasses run frozen towers without building a graph. The parameter-efficient policies of
+    ``tuning.POLICIES`` (``lora``, ``adapter``, ``text_prompt``, ``visual_prompt``) also train
+    the parameters they add (the family says where with ``tuning_sites()``).
     """
 
     name: str = ""
@@ -48,6 +51,10 @@ class SegModel(nn.Module):
     # tensor and decode(image_features, text_features, size) -> logits, so that frozen
     # encoders' outputs can be cached (vlsm_lib.features).
     encoder_prefixes: tuple[str, ...] = ()
+    # Prefixes of the vision and the text tower: a frozen tower's outputs can be cached even
+    # when the other tower trains (text_prompt keeps vision features cacheable, and so on).
+    vision_prefix: str | tuple[str, ...] = ()
+    text_prefix: str | tuple[str, ...] = ()
 
     def __init__(self, preprocess: Preprocess, threshold: float = 0.5, size: str = "tiny"):
         super().__init__()
@@ -55,29 +62,63 @@ class SegModel(nn.Module):
         self.threshold = threshold
         self.size = size
         self.policy = ""
+        self.tuned: tuple[str, frozenset[str], dict] | None = None  # (policy, added, options)
 
-    def set_train_policy(self, policy: str) -> SegModel:
+    def set_train_policy(self, policy: str, **options) -> SegModel:
+        """Make exactly ``policy``'s parameters trainable; a tuning policy first adds its
+        parameters (once: a model tuned one way cannot switch to another tuning policy).
+        ``options``: the tuning options (``tuning.OPTIONS``)."""
         if policy not in self.train_policies:
             raise ValueError(
                 f"unknown train policy {policy!r} for {self.name}; valid: "
                 f"{', '.join(self.train_policies)}"
             )
+        values = (
+            tuning.policy_options(policy, options) if options or policy in tuning.POLICIES else {}
+        )
+        added: frozenset[str] = frozenset()
+        if policy in tuning.POLICIES:
+            if self.tuned is None:
+                self.tuned = (policy, frozenset(tuning.apply(self, policy, values)), values)
+            elif self.tuned[0] != policy or self.tuned[2] != values:
+                raise ValueError(
+                    f"{self.name} already carries train={self.tuned[0]!r} parameters "
+                    f"({self.tuned[2]}); build a new model for train={policy!r} ({values})"
+                )
+            added = self.tuned[1]
         prefixes = self.train_policies[policy]
         for n, p in self.named_parameters():
-            p.requires_grad_(any(n.startswith(x) for x in prefixes))
+            p.requires_grad_(n in added or any(n.startswith(x) for x in prefixes))
         self.policy = policy
         return self
+
+    def tuning_sites(self) -> tuning.Sites:
+        """Where the tuning policies add parameters; families that offer them override this."""
+        raise ValueError(f"{self.name} offers no parameter-efficient train policies")
+
+    def prompt_parameter(self, host: str, attr: str) -> torch.Tensor | None:
+        """The learnable prompt ``attr`` held by submodule ``host``, or None."""
+        return getattr(self.get_submodule(host), attr, None)
 
     def trainable_parameter_names(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.requires_grad}
 
-    def frozen(self, prefix: str) -> bool:
-        """True when no parameter under ``prefix`` trains (its forward can skip autograd)."""
+    def frozen(self, prefix: str | tuple[str, ...]) -> bool:
+        """True when no parameter under ``prefix`` (one or several) trains (its forward can
+        skip autograd)."""
         return not any(p.requires_grad for n, p in self.named_parameters() if n.startswith(prefix))
 
     def cacheable(self) -> bool:
         """True when the encoders are frozen and split out, so their outputs can be cached."""
         return bool(self.encoder_prefixes) and all(self.frozen(p) for p in self.encoder_prefixes)
+
+    def cacheable_parts(self) -> set[str]:
+        """Which encoder outputs can be cached: "image" when the vision tower is frozen, "text"
+        when the text tower is (e.g. {"image"} under text_prompt, {"text"} under visual_prompt)."""
+        if not self.encoder_prefixes:
+            return set()
+        towers = {"image": self.vision_prefix, "text": self.text_prefix}
+        return {part for part, prefix in towers.items() if prefix and self.frozen(prefix)}
 
     def describe(self) -> dict:
         """Facts for run records and the README's model table."""
@@ -90,6 +131,7 @@ class SegModel(nn.Module):
             "train": self.policy,
             "params": total,
             "trainable_params": trainable,
+            "tuning": dict(self.tuned[2]) if self.tuned else None,
             "image_size": list(self.preprocess.image_size),
             "mean": list(self.preprocess.mean),
             "std": list(self.preprocess.std),
@@ -128,27 +170,37 @@ class TwoTowerSeg(SegModel):
     some of its parameters train, so a frozen tower builds no graph.
     """
 
-    vision_prefix: str = ""
-    text_prefix: str = ""
-
     @staticmethod
     def tower_policies(
         decoder: str, stem: tuple[str, ...], blocks: str, deepest: int, text: tuple[str, ...]
     ) -> dict[str, tuple[str, ...]]:
         """``decoder``: the decoder alone (what the paper trained); ``all``: the decoder, the
         text tower and the vision tower up to block ``deepest``. Deeper blocks and the pooled
-        heads never influence the mask, so they stay frozen."""
+        heads never influence the mask, so they stay frozen. The tuning policies train the
+        decoder and what they add."""
         vision = (*stem, *(f"{blocks}{i}." for i in range(deepest + 1)))
-        return {"decoder": (decoder,), "all": (*vision, *text, decoder)}
+        tuned = {policy: (decoder,) for policy in tuning.POLICIES}
+        return {"decoder": (decoder,), "all": (*vision, *text, decoder), **tuned}
 
     @staticmethod
-    def extracted(hidden: torch.Tensor, blocks, extract, **kwargs) -> list[torch.Tensor]:
+    def extracted(
+        hidden: torch.Tensor, blocks, extract, prompts: torch.Tensor | None = None, **kwargs
+    ) -> list[torch.Tensor]:
         """Run ``blocks`` in order up to the deepest index in ``extract`` (the rest are never
-        run); returns the outputs of the blocks in ``extract``, each (B, 1 + N, D)."""
+        run); returns the outputs of the blocks in ``extract``, each (B, 1 + N, D).
+
+        ``prompts`` (M, D): VPT-shallow tokens inserted after the class token before the first
+        block and dropped from every returned output."""
+        m = 0 if prompts is None else prompts.shape[0]
+        if m:
+            batch = prompts.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+            hidden = torch.cat([hidden[:, :1], batch, hidden[:, 1:]], dim=1)
         outputs = []
         for block in blocks[: max(extract) + 1]:
             hidden = block(hidden, **kwargs)
             outputs.append(hidden)
+        if m:
+            outputs = [torch.cat([o[:, :1], o[:, 1 + m :]], dim=1) for o in outputs]
         return [outputs[i] for i in extract]
 
     def forward(self, pixel_values, input_ids, attention_mask=None) -> torch.Tensor:

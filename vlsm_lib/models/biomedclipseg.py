@@ -11,7 +11,10 @@
   (trained on CLIP ViT-B/16 features, an initialisation here).
 - ``train="decoder"`` (default, what the reference trained: it ran the vision tower under
   ``inference_mode`` and froze the towers) or ``train="all"`` (both towers too; blocks deeper
-  than the last extracted one and the pooled heads do not influence the mask and stay frozen).
+  than the last extracted one and the pooled heads do not influence the mask and stay frozen);
+  ``lora`` / ``adapter`` / ``text_prompt`` / ``visual_prompt`` (``tuning``): the decoder and
+  what the policy adds (LoRA on the ViT's fused qkv and BERT's query/key/value; text context
+  after [CLS], whose state is pooled; visual prompts after the class token).
 
 Offline, the towers are assembled with open_clip's ``CustomTextCLIP`` from BiomedCLIP's
 configuration; ``weights="pretrained"`` loads the public model through open_clip's hub loader.
@@ -31,6 +34,7 @@ from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models import clipseg
 from vlsm_lib.models.base import TwoTowerSeg, stable_head_init
 from vlsm_lib.models.tokenizers import pretrained_wordpiece, tiny_wordpiece
+from vlsm_lib.models.tuning import Sites, with_context
 from vlsm_lib.models.weights import (
     load_checked,
     read_checkpoint,
@@ -146,18 +150,45 @@ class BiomedCLIPSeg(TwoTowerSeg):
             text=("towers.text.transformer.", "towers.text.proj."),
         )
 
+    def tuning_sites(self) -> Sites:
+        trunk, bert = "towers.visual.trunk.", "towers.text.transformer."
+        vision = [f"{trunk}blocks.{i}." for i in range(max(self.extract_blocks) + 1)]
+        layers = len(self.towers.text.transformer.encoder.layer)
+        text = [f"{bert}encoder.layer.{i}." for i in range(layers)]
+        vw = self.towers.visual.trunk.embed_dim
+        tw = self.towers.text.transformer.config.hidden_size
+        attention = {r: [f"{b}attn.qkv" for b in vision] for r in "qkv"}
+        attention["o"] = [f"{b}attn.proj" for b in vision]
+        names = {"q": "self.query", "k": "self.key", "v": "self.value", "o": "output.dense"}
+        for role, name in names.items():
+            attention[role] += [f"{b}attention.{name}" for b in text]
+        adapters = [(f"{b}{m}", vw, "token") for b in vision for m in ("attn.proj", "mlp.fc2")]
+        adapters += [
+            (f"{b}{m}", tw, "token")
+            for b in text
+            for m in ("attention.output.dense", "output.dense")
+        ]
+        return Sites(attention, adapters, ("towers.text", tw), ("towers.visual.trunk", vw))
+
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted blocks, each (B, 1 + N, D)."""
         trunk = self.towers.visual.trunk
         x = trunk.norm_pre(trunk.patch_drop(trunk._pos_embed(trunk.patch_embed(pixel_values))))
-        return self.extracted(x, trunk.blocks, self.extract_blocks)
+        prompts = getattr(trunk, "prompt_tokens", None)
+        return self.extracted(x, trunk.blocks, self.extract_blocks, prompts)
 
     def encode_text(self, input_ids, attention_mask) -> torch.Tensor:
         """(B, L) WordPiece tokens -> (B, P) conditional embedding (CLS, MLP projection)."""
         text = self.towers.text
         if attention_mask is None:
             attention_mask = (input_ids != 0).long()
-        out = text.transformer(input_ids=input_ids, attention_mask=attention_mask)
+        context = getattr(text, "prompt_context", None)
+        if context is None:
+            out = text.transformer(input_ids=input_ids, attention_mask=attention_mask)
+        else:  # CoOp: the learnable context after [CLS]
+            embeds = text.transformer.embeddings.word_embeddings(input_ids)
+            embeds, attention_mask, _ = with_context(embeds, attention_mask, context)
+            out = text.transformer(inputs_embeds=embeds, attention_mask=attention_mask)
         return text.proj(text.pooler(out, attention_mask))
 
     def decode(self, activations: list[torch.Tensor], conditional: torch.Tensor, size):

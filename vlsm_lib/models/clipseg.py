@@ -10,6 +10,9 @@ three steps run with autograd wherever a parameter is trainable:
   up to the deepest extracted layer and the text tower included. Blocks deeper than the last
   extracted layer, the pooled-output layer norm, the visual projection and the logit scale never
   influence the mask; they are not run and stay frozen.
+- ``lora``, ``adapter``, ``text_prompt``, ``visual_prompt``: the decoder and the parameters the
+  policy adds to the towers (``tuning``); visual prompts enter after the pre-layer-norm, text
+  context after the start token (the end token, whose state is pooled, moves with it).
 
 Logits equal HF's forward on the same inputs (tested).
 """
@@ -18,10 +21,12 @@ from __future__ import annotations
 
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+from transformers.masking_utils import create_causal_mask
 
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from vlsm_lib.models.base import TwoTowerSeg, stable_head_init
 from vlsm_lib.models.tokenizers import ClipBPETokenizer
+from vlsm_lib.models.tuning import Sites, shifted_positions, with_context
 from vlsm_lib.models.weights import WeightsMismatch, weights_error
 
 HUB_ID = "CIDAS/clipseg-rd64-refined"
@@ -113,17 +118,64 @@ class CLIPSeg(TwoTowerSeg):
             text=("net.clip.text_model.", "net.clip.text_projection."),
         )
 
+    def tuning_sites(self) -> Sites:
+        clip = "net.clip."
+        vision = [
+            f"{clip}vision_model.encoder.layers.{i}." for i in range(max(self.extract_layers) + 1)
+        ]
+        text = [
+            f"{clip}text_model.encoder.layers.{i}."
+            for i in range(len(self.net.clip.text_model.encoder.layers))
+        ]
+        blocks = vision + text
+        width = {b: self.net.config.vision_config.hidden_size for b in vision}
+        width |= {b: self.net.config.text_config.hidden_size for b in text}
+        return Sites(
+            attention={
+                r: [f"{b}self_attn.{'out' if r == 'o' else r}_proj" for b in blocks] for r in "qkvo"
+            },
+            adapters=[
+                (f"{b}{m}", width[b], "token")
+                for b in blocks
+                for m in ("self_attn.out_proj", "mlp.fc2")
+            ],
+            text_host=(f"{clip}text_model", self.net.config.text_config.hidden_size),
+            vision_host=(f"{clip}vision_model", self.net.config.vision_config.hidden_size),
+        )
+
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted ViT blocks, each (B, 1 + N, D)."""
         vm = self.net.clip.vision_model
         hidden = vm.pre_layrnorm(vm.embeddings(pixel_values, interpolate_pos_encoding=True))
-        return self.extracted(hidden, vm.encoder.layers, self.extract_layers, attention_mask=None)
+        prompts = getattr(vm, "prompt_tokens", None)
+        return self.extracted(
+            hidden, vm.encoder.layers, self.extract_layers, prompts, attention_mask=None
+        )
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
         """(B, L) tokens -> (B, projection_dim) conditional embedding (FiLM input)."""
-        return self.net.clip.get_text_features(
-            input_ids, attention_mask=attention_mask
-        ).pooler_output
+        tm = self.net.clip.text_model
+        context = getattr(tm, "prompt_context", None)
+        if context is None:
+            return self.net.clip.get_text_features(
+                input_ids, attention_mask=attention_mask
+            ).pooler_output
+        # CoOp: HF's text forward in steps, the learnable context after the start token.
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeds = tm.embeddings.token_embedding(input_ids)
+        embeds, attention_mask, m = with_context(embeds, attention_mask, context)
+        length = embeds.shape[1]
+        hidden = embeds + tm.embeddings.position_embedding(tm.embeddings.position_ids[:, :length])
+        mask = create_causal_mask(
+            config=tm.config, inputs_embeds=hidden, attention_mask=attention_mask, cache=None
+        )
+        hidden = tm.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True)
+        hidden = tm.final_layer_norm(hidden.last_hidden_state)
+        # the end token's first position: the highest id, what HF pools
+        eot = shifted_positions(input_ids.argmax(dim=-1), m, length)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), eot]
+        return self.net.clip.text_projection(pooled)
 
     def decode(
         self, activations: list[torch.Tensor], conditional: torch.Tensor, size

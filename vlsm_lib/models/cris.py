@@ -21,7 +21,10 @@ Choices that differ from the reference, all deliberate:
 - A training batch of one: BatchNorm1d in ``neck.txt_proj`` normalises with its running statistics
   (and leaves them unchanged) instead of raising; weight and bias still train.
 - A frozen backbone (train policy "decoder") runs without autograd and with its BatchNorms in eval
-  mode, so its running statistics do not drift either.
+  mode, so its running statistics do not drift either; so does a frozen ResNet alone.
+- Tuning policies (``tuning``): ``lora`` (CLIP text attention, the dense pool's projections),
+  ``adapter`` (text blocks; the ResNet outputs v3, v4 and the pool's v5), ``text_prompt`` (context
+  after the start token). No ``visual_prompt``: the ResNet has no token sequence to extend.
 - ``encode_image``/``encode_text``/``decode`` split the forward for the frozen-encoder feature
   cache; the text output packs words, sentence state and padding mask into one tensor.
 - CLIP's ``logit_scale`` is unused by CRIS: it is kept as a buffer (not a parameter) so that
@@ -41,6 +44,7 @@ from vlsm_lib.data.transforms import CLIP_MEAN, CLIP_STD, Preprocess
 from vlsm_lib.models.base import SegModel
 from vlsm_lib.models.cris_parts import DenseAttnPool, Projector, TextGatedFPN, VLDecoder
 from vlsm_lib.models.tokenizers import ClipBPETokenizer
+from vlsm_lib.models.tuning import Sites, shifted_positions, with_context
 from vlsm_lib.models.weights import WeightsUnavailable, load_checked, read_state, weights_error
 
 OPENAI_RN50_URL = open_clip.pretrained.get_pretrained_url("RN50", "openai")
@@ -125,9 +129,19 @@ class CRIS(SegModel):
     49407). See the module docstring for the other choices.
     """
 
-    train_policies = {"all": ("",), "decoder": ("neck.", "decoder.", "proj.")}
+    _head = ("neck.", "decoder.", "proj.")
+    train_policies = {
+        "all": ("",),
+        "decoder": _head,
+        **dict.fromkeys(("lora", "adapter", "text_prompt"), _head),
+    }
     default_policy = "all"  # the reference fine-tuned everything
     encoder_prefixes = ("backbone.",)  # frozen under "decoder": outputs can be cached
+    vision_prefix = "backbone.visual."
+    text_prefix = tuple(
+        f"backbone.{n}"
+        for n in ("token_embedding", "positional_embedding", "transformer.", "ln_final", "text_")
+    )
 
     def __init__(
         self,
@@ -150,11 +164,34 @@ class CRIS(SegModel):
         super().train(mode)
         if mode and self.frozen("backbone."):
             self.backbone.eval()  # frozen: BatchNorm uses and keeps its running statistics
+        elif mode and self.frozen(self.vision_prefix):
+            self.backbone.visual.eval()  # the same for the ResNet alone (text_prompt)
         return self
 
-    def set_train_policy(self, policy: str) -> CRIS:
-        super().set_train_policy(policy)
+    def set_train_policy(self, policy: str, **options) -> CRIS:
+        super().set_train_policy(policy, **options)
         return self.train(self.training)
+
+    def tuning_sites(self) -> Sites:
+        cfg, text = self.cfg, "backbone.transformer.resblocks."
+        blocks = [f"{text}{i}." for i in range(cfg.text_layers)]
+        pool = "backbone.visual.attnpool."
+        attention = {r: [f"{b}attn" for b in blocks] for r in "qkvo"}  # fused in/out projections
+        for role, name in zip("qkvo", ("q_proj", "k_proj", "v_proj", "c_proj")):
+            attention[role].append(f"{pool}{name}")
+        adapters = [
+            (f"{b}{m}", cfg.text_width, "token") for b in blocks for m in ("attn", "mlp.c_proj")
+        ]
+        # the last bottleneck of the stages that give v3 and v4 (a Sequential cannot host one)
+        last = [
+            len(stage) - 1 for stage in (self.backbone.visual.layer2, self.backbone.visual.layer3)
+        ]
+        adapters += [
+            (f"backbone.visual.layer2.{last[0]}", cfg.fpn_in[0], "map"),
+            (f"backbone.visual.layer3.{last[1]}", cfg.fpn_in[1], "map"),
+            ("backbone.visual.attnpool", cfg.embed_dim, "map"),
+        ]
+        return Sites(attention, adapters, ("backbone.transformer", cfg.text_width), None)
 
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B,3,H,W) -> [v3 (B,8w,H/8,W/8), v4 (B,16w,H/16,W/16), v5 (B,embed,H/32,W/32)]."""
@@ -168,13 +205,18 @@ class CRIS(SegModel):
         words (B,L,width) = ln_final output; state (B,embed) = EOT hidden state @ text_projection
         (the EOT is the first argmax of the ids); the key padding mask (B,L) as 0/1."""
         clip, n = self.backbone, input_ids.shape[1]
-        x = clip.token_embedding(input_ids) + clip.positional_embedding[:n]
-        words = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:n, :n]))
-        eot = words[torch.arange(words.shape[0], device=words.device), input_ids.argmax(dim=-1)]
         if self.mask_padding and attention_mask is not None:
             pad = attention_mask == 0
         else:  # the reference's mask
             pad = input_ids == 0
+        # text_prompt: learnable context after the start token (CoOp); the length stays n
+        context = getattr(clip.transformer, "prompt_context", None)
+        x, keep, m = with_context(clip.token_embedding(input_ids), (~pad).long(), context)
+        pad = keep == 0
+        x = x + clip.positional_embedding[:n]
+        words = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:n, :n]))
+        at = shifted_positions(input_ids.argmax(dim=-1), m, n)
+        eot = words[torch.arange(words.shape[0], device=words.device), at]
         pad = pad & ~pad.all(dim=1, keepdim=True)  # an all-masked row would give NaN attention
         parts = [words.flatten(1), eot @ clip.text_projection, pad.to(words.dtype)]
         return torch.cat(parts, dim=1)
@@ -202,10 +244,12 @@ class CRIS(SegModel):
         return F.interpolate(logits, size=size, mode="bicubic", align_corners=True)
 
     def forward(self, pixel_values, input_ids, attention_mask):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen("backbone.")):
-            # 1. CLIP ResNet: v3, v4 and the dense attention pool's v5 (no autograd if frozen).
+        grad = torch.is_grad_enabled()
+        # 1. CLIP ResNet: v3, v4 and the dense attention pool's v5 (no autograd if frozen).
+        with torch.set_grad_enabled(grad and not self.frozen(self.vision_prefix)):
             image_features = self.encode_image(pixel_values)
-            # 2. CLIP text: words, sentence state and key padding mask, packed in one tensor.
+        # 2. CLIP text: words, sentence state and key padding mask, packed in one tensor.
+        with torch.set_grad_enabled(grad and not self.frozen(self.text_prefix)):
             text_features = self.encode_text(input_ids, attention_mask)
         # 3.-6. Neck, decoder, projector, upsampling (``decode``; also used on cached features).
         return self.decode(image_features, text_features, tuple(pixel_values.shape[-2:]))
