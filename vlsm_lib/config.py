@@ -119,6 +119,7 @@ class FinetuneRun:
     train: str
     dataset: str
     prompt: str
+    train_fraction: float
     test_sets: str
     val_split: str
     test_split: str

@@ -26,7 +26,8 @@ import torch
 from vlsm_lib import locks, paths, runtime
 from vlsm_lib.config import comma_list
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.pooled import members
+from vlsm_lib.data.pooled import PooledDataset, members
+from vlsm_lib.data.subset import take_fraction
 from vlsm_lib.models import SegModel, create_model
 from vlsm_lib.results import read_run, summarise
 
@@ -105,10 +106,13 @@ def build_model(
     )
 
 
-def datasets(data_root, dataset, preprocess, prompt, seed, val_split="val"):
-    """(train, val) of a dataset or pooled set."""
+def datasets(data_root, dataset, preprocess, prompt, seed, val_split="val", train_fraction=1.0):
+    """(train, val) of a dataset or pooled set; ``train_fraction`` < 1 keeps a seeded, stratified
+    part of each member's training split (``data.subset``), the validation split whole."""
     names = members(dataset)
-    train = load_dataset(data_root, names, "train", preprocess, prompt, seed)
+    parts = [load_dataset(data_root, n, "train", preprocess, prompt, seed) for n in names]
+    parts = [take_fraction(part, train_fraction, seed) for part in parts]
+    train = parts[0] if len(parts) == 1 else PooledDataset(parts)
     val = load_dataset(data_root, names, val_split, preprocess, prompt, seed)
     return train, val
 
@@ -134,11 +138,18 @@ def check_leaks(data_root, allow: bool, *names: str) -> list[str]:
     return datasets
 
 
-def fit_summary(per_image: pd.DataFrame, result) -> dict:
-    """A finetune run's metrics: the test means (``summarise``) and how training went
-    (a ``train.FitResult``)."""
+def fit_summary(per_image: pd.DataFrame, result, model=None, train_set=None) -> dict:
+    """A finetune run's metrics: the test means (``summarise``), how training went (a
+    ``train.FitResult``), the model's trainable and total parameters and the training images."""
+    extra = {}
+    if model is not None:
+        facts = model.describe()
+        extra = {"trainable_params": facts["trainable_params"], "params": facts["params"]}
+    if train_set is not None:
+        extra["train_images"] = len(train_set)
     return {
         **summarise(per_image),
+        **extra,
         "best_epoch": result.best_epoch,
         "best_val_dice": result.best_val_dice,
         "epochs": result.epochs_run,

@@ -80,17 +80,27 @@ def _model_problem(params: dict) -> str | None:
         return None
     from importlib import import_module
 
-    from vlsm_lib.models import MODELS, _check_options
+    from vlsm_lib.data.subset import check_fraction
+    from vlsm_lib.models import MODELS, _check_options, tuning
 
     name = params["model"]
     if name not in MODELS:
         return f"unknown model {name!r}; valid: {', '.join(MODELS)}"
     module, builder, fixed = MODELS[name]
+    options = params.get("model_options") or {}
+    own = {k: v for k, v in options.items() if k not in tuning.OPTIONS}
+    tuned = {k: v for k, v in options.items() if k in tuning.OPTIONS}
+    policy = params.get("train") or ""
+    known = ("all", "decoder", *tuning.POLICIES)
+    if policy and policy not in known:
+        return f"unknown train policy {policy!r}; valid: {', '.join(known)}"
     try:
-        _check_options(
-            name, getattr(import_module(module), builder), fixed, params.get("model_options") or {}
-        )
-    except TypeError as err:
+        _check_options(name, getattr(import_module(module), builder), fixed, own)
+        if tuned or policy in tuning.POLICIES:
+            tuning.policy_options(policy, tuned)
+        if "train_fraction" in params:
+            check_fraction(params["train_fraction"])
+    except (TypeError, ValueError) as err:
         return str(err)
     return None
 
