@@ -138,14 +138,23 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     assert summary.is_file() and pd.read_csv(summary).shape[0] > 0
     tables = ["summary", "table2", "table2_grid", "prompt_levels", "perturbation"]
     tables += ["prompt_use_index", "domain_shift", "finetune_vs_zero_shot", "wilcoxon_models"]
-    tables += ["friedman_nemenyi", "prompt_effect"]
+    tables += ["friedman_nemenyi", "prompt_effect", "transfer_modes", "policy_tests"]
+    tables += ["reference_faults"]
     figures = ["prompt_levels", "perturbation", "qualitative", "prompt_use_index", "cd_diagram"]
+    figures += ["transfer_modes", "train_fraction"]
     for name in tables:
         for suffix in ("csv", "md", "tex"):
             assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
     for name in figures:
         for suffix in ("png", "svg"):
             assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
+    modes = pd.read_csv(summary.parent / "transfer_modes.csv")
+    assert list(modes.policy) == ["zero-shot", "text_prompt", "text_prompt", "lora"]
+    assert modes.trainable_params.iloc[0] == 0 and modes.trainable_params.iloc[1:].gt(0).all()
+    policies = pd.read_csv(summary.parent / "policy_tests.csv")
+    assert set(policies.baseline) == {"zero_shot on synth_polyp"} and policies.n.gt(0).all()
+    faults = pd.read_csv(summary.parent / "reference_faults.csv")
+    assert faults.n.tolist() == [modes.images.iloc[0]]
     use = pd.read_csv(summary.parent / "prompt_use_index.csv")
     assert set(use["control"]) == {"empty", "shuffled", "other_class"}
     assert use["n"].gt(0).all() and use["use_index"].notna().all()

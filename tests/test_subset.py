@@ -8,7 +8,7 @@ import pytest
 from vlsm_lib import steps
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_mask
-from vlsm_lib.data.subset import stratified_clusters, take_fraction
+from vlsm_lib.data.subset import distinct_records, stratified_clusters, take_fraction
 from vlsm_lib.data.synthetic import write_dataset
 from vlsm_lib.models import create_model
 
@@ -36,8 +36,12 @@ def test_fraction_keeps_each_stratum_in_proportion_and_is_seeded(root, pre):
     empty_share = np.mean(_empty(full))
     assert 0 < empty_share < 1  # the fixture has both kinds
     part = take_fraction(load_dataset(root, "synth_ultrasound", "train", pre), 0.25, seed=42)
-    assert part.fraction == {"fraction": 0.25, "kept": len(part), "of": 40}
-    assert 8 <= len(part) <= 12 and any(_empty(part)) and not all(_empty(part))
+    kept = part.fraction["kept"]
+    assert part.fraction == {"fraction": 0.25, "kept": kept, "of": 40} and 8 <= kept <= 12
+    # the kept records, cycled up to the split's length: as many steps per epoch as the whole
+    assert len(part) == 40 and part.records == [part.records[i % kept] for i in range(40)]
+    assert len({r["img_name"] for r in part.records}) == kept == distinct_records(part)
+    assert any(_empty(part)) and not all(_empty(part))
     assert abs(np.mean(_empty(part)) - empty_share) < 0.2
     again = take_fraction(load_dataset(root, "synth_ultrasound", "train", pre), 0.25, seed=42)
     other = take_fraction(load_dataset(root, "synth_ultrasound", "train", pre), 0.25, seed=43)
@@ -58,8 +62,9 @@ def test_clusters_stay_whole_and_small_strata_survive():
 
 def test_pooled_sets_draw_each_member_and_bad_fractions_are_refused(root, pre):
     train, val = steps.datasets(root, "synth_ultrasound+synth_polyp", pre, "p1", 42, "val", 0.5)
-    assert [d.fraction["kept"] for d in train.datasets] == [len(d) for d in train.datasets]
-    assert all(15 <= len(d) <= 25 for d in train.datasets) and len(val) == 8
+    kept = [d.fraction["kept"] for d in train.datasets]
+    assert all(15 <= k <= 25 for k in kept) and distinct_records(train) == sum(kept)
+    assert len(train) == 80 and len(val) == 8
     for bad in (0, 1.5, -0.1):
         with pytest.raises(ValueError, match="train_fraction must be in"):
             take_fraction(load_dataset(root, "synth_polyp", "train", pre), bad, seed=1)
@@ -76,5 +81,5 @@ def test_cluster_key_groups_records(root, pre, tmp_path):
         rec["cluster"] = f"patient{i // 4}"
     anns.write_text(json.dumps(records))
     part = take_fraction(load_dataset(tmp_path, "synth_polyp", "train", pre), 0.3, seed=5)
-    kept = [r["cluster"] for r in part.records]
+    kept = [r["cluster"] for r in part.records[: part.fraction["kept"]]]
     assert all(kept.count(c) == 4 for c in set(kept))

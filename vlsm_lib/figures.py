@@ -1,6 +1,7 @@
 """The study's findings as figures (each returns a matplotlib Figure; ``plots.save_figure``
 writes PNG + SVG): prompt levels (the paper's Fig. 2), prompt perturbations (Fig. 3),
-qualitative panels (Fig. 4), the prompt-use index and critical-difference diagrams.
+qualitative panels (Fig. 4), the prompt-use index, critical-difference diagrams, and the
+transfer modes (Dice against trainable parameters; Dice against the training fraction).
 """
 
 from __future__ import annotations
@@ -164,5 +165,77 @@ def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
             f"({f['blocks']} blocks, {f['contestants']} models)",
             fontsize=8,
         )
+    fig.tight_layout()
+    return fig
+
+
+def _transfer_panels(transfer: pd.DataFrame):
+    sets = list(dict.fromkeys(transfer["test_set"]))
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets), 3.8), squeeze=False)
+    return fig, zip(axes[0], sets)
+
+
+def dice_vs_trainable(transfer: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """One point per model and policy (full training set) from ``transfer.transfer_table``:
+    ``metric`` with its 95 % CI against trainable parameters (log axis; zero-shot at 1); colour
+    = policy, marker = model."""
+    import seaborn as sns
+
+    house_style()
+    if transfer.empty:
+        return _note("no transfer-mode runs")
+    full = transfer[transfer["train_fraction"].isna() | (transfer["train_fraction"] == 1.0)]
+    if full.empty:
+        return _note("no transfer-mode runs")
+    fig, panels = _transfer_panels(full)
+    policies = list(dict.fromkeys(full["policy"]))
+    colours = dict(zip(policies, sns.color_palette("colorblind", len(policies))))
+    models = list(dict.fromkeys(full["model"]))
+    markers = dict(zip(models, "osD^v<>"))
+    for ax, test_set in panels:
+        for _, r in full[full.test_set == test_set].iterrows():
+            n = r["trainable_params"]
+            x = max(float(n), 1.0) if pd.notna(n) else 1.0
+            err = [[r[metric] - r["ci_low"]], [r["ci_high"] - r[metric]]]
+            label = r["policy"] if len(models) == 1 else f"{r['model']} / {r['policy']}"
+            ax.errorbar(x, r[metric], yerr=err, fmt=markers[r["model"]], capsize=3,
+                        color=colours[r["policy"]], label=label)  # fmt: skip
+        ax.set_xscale("log")
+        title = (
+            f"{models[0]}, tested on {test_set}" if len(models) == 1 else f"tested on {test_set}"
+        )
+        ax.set(title=title, xlabel="trainable parameters (zero-shot at 1)", ylabel=metric)
+        handles, labels = ax.get_legend_handles_labels()
+        keep = dict(zip(labels, handles))
+        ax.legend(keep.values(), keep.keys(), fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def dice_vs_fraction(transfer: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """``metric`` (95 % CI as error bars) against the training fraction, one line per model
+    and policy trained at more than one fraction, from ``transfer.transfer_table``."""
+    house_style()
+    if transfer.empty:
+        return _note("no transfer-mode runs")
+    runs = transfer[transfer["train_fraction"].notna()]
+    several = runs.groupby(["model", "policy"])["train_fraction"].transform("nunique") > 1
+    runs = runs[several]
+    if runs.empty:
+        return _note("no policy trained at more than one training fraction")
+    fig, panels = _transfer_panels(runs)
+    for ax, test_set in panels:
+        rows = runs[runs.test_set == test_set]
+        for (model, policy), line in rows.groupby(["model", "policy"], sort=False):
+            line = line.sort_values("train_fraction")
+            err = [line[metric] - line["ci_low"], line["ci_high"] - line[metric]]
+            ax.errorbar(line["train_fraction"], line[metric], yerr=err, marker="o", capsize=3,
+                        label=f"{model} / {policy}")  # fmt: skip
+        ax.set_xscale("log")
+        ticks = sorted(rows["train_fraction"].unique())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set(title=f"tested on {test_set}", xlabel="fraction of the training split",
+               ylabel=metric)  # fmt: skip
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

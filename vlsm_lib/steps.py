@@ -27,7 +27,7 @@ from vlsm_lib import locks, paths, runtime
 from vlsm_lib.config import comma_list
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import PooledDataset, members
-from vlsm_lib.data.subset import take_fraction
+from vlsm_lib.data.subset import distinct_records, take_fraction
 from vlsm_lib.models import SegModel, create_model
 from vlsm_lib.results import read_run, summarise
 
@@ -146,7 +146,7 @@ def fit_summary(per_image: pd.DataFrame, result, model=None, train_set=None) -> 
         facts = model.describe()
         extra = {"trainable_params": facts["trainable_params"], "params": facts["params"]}
     if train_set is not None:
-        extra["train_images"] = len(train_set)
+        extra["train_images"] = distinct_records(train_set)
     return {
         **summarise(per_image),
         **extra,

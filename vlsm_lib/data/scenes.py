@@ -114,8 +114,8 @@ def _draw_blobs(h, w, shapes: list[str], extra_roughness: float = 0.0):
     return draw
 
 
-def _attrs(mask: np.ndarray, **known) -> tuple[P.MaskAttributes, dict]:
-    a = P.mask_attributes(mask)
+def _attrs(mask: np.ndarray, reference_location=False, **known) -> tuple[P.MaskAttributes, dict]:
+    a = P.mask_attributes(mask, reference_location=reference_location)
     meta = {"count": a.count, "sizes": list(a.sizes), "locations": list(a.locations)}
     meta.update({k: v for k, v in known.items() if v is not None})
     return a, meta
@@ -187,8 +187,10 @@ def _domain_shift(rng, img, shift):
     return img
 
 
-def polyp_ref(rng, h, w) -> Scene:
-    """Two polyps in different cells and size classes; one target per polyp."""
+def polyp_ref(rng, h, w, reference_location: bool = False) -> Scene:
+    """Two polyps in different cells and size classes; one target per polyp.
+    ``reference_location``: location words by the reference's rule (columns cut at thirds of
+    the image height, ``prompts.location_of``), which differs on non-square images only."""
     sizes = {"small": 0.5, "medium": 0.4, "tiny": 0.1}
     shapes = [_pick(rng, POLYP_SHAPES) for _ in range(2)]
     masks = _placed(rng, h, w, {2: 1.0}, sizes, _draw_blobs(h, w, shapes), distinct_sizes=True)
@@ -196,7 +198,7 @@ def polyp_ref(rng, h, w) -> Scene:
     img = _paint_polyps(rng, _mucosa(rng, h, w), h, w, masks, colours)
     targets = []
     for mask, shape, colour in zip(masks, shapes, colours):
-        a, meta = _attrs(mask, shape=shape, colour=colour)
+        a, meta = _attrs(mask, reference_location, shape=shape, colour=colour)
         targets.append(Target(mask, P.non_radiology_prompts(a, "polyp", shape, colour), meta))
     return Scene(to_uint8(img), targets)
 

@@ -13,6 +13,12 @@
 
 The run's seed seeds the draw, so the seeds of one configuration see different subsets: their
 spread includes the subset's luck, which is what a data-efficiency curve should show.
+
+**Same steps as the whole split.** The kept records are repeated (in order, cycled) up to the
+split's length, so an epoch takes as many optimiser steps as it would on the whole split and a
+curve over fractions compares data, not compute: with 10 % of 160 images and a batch of 16, a
+plain subset would train one step per epoch (measured on the demo: Dice 0.00 after 8 epochs).
+``dataset.fraction`` says how many distinct records were kept of how many.
 """
 
 from __future__ import annotations
@@ -70,6 +76,13 @@ def take_fraction(dataset, fraction: float, seed: int):
         clusters[cid].append(float(mask.mean()))
         ids.append(cid)
     keep = stratified_clusters(clusters, fraction, seed, dataset.name)
-    dataset.records = [r for r, cid in zip(dataset.records, ids) if cid in keep]
-    dataset.fraction["kept"] = len(dataset.records)
+    kept = [r for r, cid in zip(dataset.records, ids) if cid in keep]
+    dataset.records = [kept[i % len(kept)] for i in range(total)]  # same steps per epoch
+    dataset.fraction["kept"] = len(kept)
     return dataset
+
+
+def distinct_records(dataset) -> int:
+    """Distinct training records of a dataset or pooled set (a fraction repeats its records)."""
+    parts = getattr(dataset, "datasets", [dataset])
+    return sum(getattr(p, "fraction", {}).get("kept", len(p)) for p in parts)

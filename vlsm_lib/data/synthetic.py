@@ -10,6 +10,8 @@ synth_ultrasound    breast ultrasound (BUSI): hypoechoic mass in a fan, or none 
 synth_xray          chest X-ray (CheXlocalize): opacity / lesion / effusion, one mask each
 synth_polyp_b, _c   domain-shifted polyps (CVC-300, ColonDB, ETIS stand-ins), test only
 synth_polyp_ref     two polyps; the mask is the one the prompt names (by size or location)
+synth_polyp_ref_wide  the same on landscape frames (W = 1.25 H, as Kvasir's); its twin
+synth_polyp_ref_wide_refloc  holds the same images with the reference's location words
 synth_shapes        natural-scene referring expressions, the demo's pretraining domain
 ==================  ==========================================================================
 
@@ -47,6 +49,7 @@ class SynthSpec:
     counts: dict[str, int] = field(default_factory=lambda: {"train": 160, "val": 32, "test": 48})
     aspect: tuple[float, float] = (1.0, 1.0)  # (H, W) relative to the base size
     stands_for: str = ""
+    images_of: str = ""  # draw the images of this dataset (a twin with other prompts)
 
     def shape(self, size: int) -> tuple[int, int]:
         return int(round(size * self.aspect[0])), int(round(size * self.aspect[1]))
@@ -83,6 +86,23 @@ SPECS = {
             scenes.polyp_ref,
             {"train": 100, "val": 20, "test": 30},
             stands_for="no public dataset: tests text use",
+        ),
+        SynthSpec(
+            "synth_polyp_ref_wide",
+            "endoscopy, referring",
+            scenes.polyp_ref,
+            {"train": 100, "val": 20, "test": 30},
+            (1.0, 1.25),
+            "the reference's location fault: the right words",
+        ),
+        SynthSpec(
+            "synth_polyp_ref_wide_refloc",
+            "endoscopy, referring",
+            partial(scenes.polyp_ref, reference_location=True),
+            {"train": 100, "val": 20, "test": 30},
+            (1.0, 1.25),
+            "the reference's location fault: its words",
+            images_of="synth_polyp_ref_wide",
         ),
         SynthSpec(
             "synth_shapes",
@@ -123,7 +143,7 @@ def write_split(
 ) -> list[dict]:
     """Render n scenes of one split; write images, masks and ``anns/<split>.json``."""
     h, w = spec.shape(size)
-    ds_index, split_index = list(SPECS).index(spec.name), SPLITS.index(split)
+    ds_index, split_index = list(SPECS).index(spec.images_of or spec.name), SPLITS.index(split)
     records = []
     for i in tqdm(range(n), desc=f"{spec.name}/{split}", leave=False):
         rng = np.random.default_rng([seed, ds_index, split_index, i])

@@ -1,0 +1,145 @@
+"""Transfer modes, data efficiency and what the reference's faults cost: tables and tests.
+
+- ``run_facts``: each run's trainable and total parameters and training images (run.json).
+- ``transfer_table``: the runs of a transfer-mode study (``train`` policies x ``train_fraction``)
+  beside the zero-shot run of the same model, weights and prompt, with their trainable counts:
+  the data of the Dice-against-parameters and Dice-against-fraction figures.
+- ``policy_tests``: the paired tests of models, applied to policies: every configuration of the
+  study against the zero-shot run of the same weights, and against the paper's policy
+  (``decoder``) with the same model, data, prompt, weights and fraction.
+- ``fault_costs``: each declared fault, one run with the reference's behaviour against the run
+  it differs from, on the images both scored: the Dice difference with its 95 % bootstrap CI.
+
+Every side of every comparison is one configuration (``stats.configuration``), seeds averaged
+per image; a fault compares two named runs, so a seed is never mixed with another.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vlsm_lib.results import complete_runs, read_run
+from vlsm_lib.stats import (
+    _row,
+    bootstrap_ci,
+    configuration,
+    holm,
+    paired_test,
+    per_image,
+    rows_where,
+    with_config,
+)
+
+ZERO_SHOT = "zero-shot"
+POLICIES = (ZERO_SHOT, "decoder", "text_prompt", "visual_prompt", "lora", "adapter", "all")
+MATCH = ("model", "prompt", "size", "weights", "test_set")  # what a zero-shot baseline shares
+
+
+def run_facts(folder: str | Path) -> pd.DataFrame:
+    """run_id, trainable_params, params, train_images of every complete run under ``folder``
+    (zero-shot runs train nothing: 0)."""
+    rows = []
+    for run in complete_runs(folder):
+        info = read_run(run)
+        model = info.get("model") or {}
+        trains = info.get("study") not in ("zero_shot", "prompt_ablation_zero_shot")
+        rows.append(
+            {
+                "run_id": info.get("run_id", run.name),
+                "trainable_params": model.get("trainable_params", np.nan) if trains else 0,
+                "params": model.get("params", np.nan),
+            }
+        )
+    return pd.DataFrame(rows, columns=["run_id", "trainable_params", "params"])
+
+
+def _policy_of(frame: pd.DataFrame) -> pd.Series:
+    return frame["train"].where(frame.study != "zero_shot", ZERO_SHOT)
+
+
+def transfer_table(
+    summary: pd.DataFrame, table: pd.DataFrame, facts: pd.DataFrame, study="transfer_modes"
+) -> pd.DataFrame:
+    """One row per configuration of ``study`` and test set, and one per zero-shot configuration
+    of the same model, weights, prompt and test set: policy, fraction, trainable parameters,
+    mean and CI. ``summary``: ``stats.summary_table``; ``table``: the gathered table (for run
+    ids); ``facts``: ``run_facts``."""
+    runs = summary[summary.study == study]
+    if runs.empty:
+        return pd.DataFrame()
+    zs = summary[summary.study == "zero_shot"]
+    keys = [k for k in MATCH if k in runs and k in zs]
+    zs = zs.merge(runs[keys].drop_duplicates(), on=keys)
+    out = pd.concat([runs, zs], ignore_index=True)
+    out["policy"] = _policy_of(out)
+    if "train_fraction" not in out:
+        out["train_fraction"] = 1.0
+    out["train_fraction"] = out["train_fraction"].fillna(1.0).where(out.study == study, np.nan)
+    counts = with_config(table)[["config", "run_id"]].drop_duplicates()
+    counts = counts.merge(facts, on="run_id").groupby("config")["trainable_params"].first()
+    out["trainable_params"] = out["config"].map(counts)
+    order = {p: i for i, p in enumerate(POLICIES)}
+    out["order"] = out["policy"].map(order).fillna(len(order))
+    cols = ["model", "policy", "train_fraction", "dataset", "prompt", "test_set"]
+    cols += ["trainable_params", "dice", "ci_low", "ci_high", "seeds", "images", "config"]
+    out = out.sort_values(["model", "order", "train_fraction"], na_position="first")
+    return out[[c for c in cols if c in out]].reset_index(drop=True)
+
+
+def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, study="transfer_modes"):
+    """Paired Wilcoxon (Holm over the whole table) of each configuration of ``study`` against
+    the zero-shot run of the same model, prompt, size, weights and test set, and against the
+    ``decoder`` policy of the same model, data, prompt, weights and fraction."""
+    images = per_image(table, metric)
+    runs, zs = images[images.study == study], images[images.study == "zero_shot"]
+    cols = configuration(runs) + ["test_set"]
+    rows = []
+    for key, group in runs.groupby(cols, dropna=False, sort=False):
+        ident = dict(zip(cols, key))
+        label = {k: ident.get(k) for k in ("model", "train", "train_fraction", "dataset")}
+        label |= {"prompt": ident.get("prompt"), "test_set": ident["test_set"]}
+        base = rows_where(zs, **{k: ident[k] for k in MATCH if k in ident})
+        if (base.dataset == ident["test_set"]).any():
+            base = base[base.dataset == ident["test_set"]]
+        for (name,), zero in base.groupby(["dataset"], sort=False):
+            rows.append(_row({**label, "baseline": f"zero_shot on {name}"}, zero, group, metric))
+        if ident.get("train") == "decoder":
+            continue
+        same = [c for c in cols if c not in ("train", "config", "study")]
+        paper = rows_where(runs, **{c: ident[c] for c in same}, train="decoder")
+        if len(paper):
+            rows.append(_row({**label, "baseline": "decoder (the paper's)"}, paper, group, metric))
+    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+
+
+def fault_costs(table: pd.DataFrame, faults: list[dict], metric="dice", alpha=0.05):
+    """One row per declared fault ``{"fault": label, "run": run id with the reference's
+    behaviour, "baseline": run id with the project's}``: both Dice means on the images both
+    scored (per test set), the difference (fault - baseline) with a 95 % cluster-bootstrap CI,
+    Wilcoxon p and Holm. A run that is not in ``table`` gives a row saying so (and a warning)."""
+    rows = []
+    for spec in faults:
+        missing = [spec[k] for k in ("run", "baseline") if not (table.run_id == spec[k]).any()]
+        if missing:
+            warnings.warn(f"fault {spec['fault']!r}: no complete run {missing}", stacklevel=2)
+            rows.append({"fault": spec["fault"], "missing": ", ".join(missing)})
+            continue
+        fault = per_image(table[table.run_id == spec["run"]], metric)
+        base = per_image(table[table.run_id == spec["baseline"]], metric)
+        for test_set in sorted(set(fault.test_set) & set(base.test_set)):
+            a, b = base[base.test_set == test_set], fault[fault.test_set == test_set]
+            pair = a.merge(b, on=["test_set", "image_id"], suffixes=("_a", "_b"))
+            low, high = bootstrap_ci(
+                pair[f"{metric}_b"] - pair[f"{metric}_a"], clusters=pair.get("cluster_a")
+            )
+            model = b["model"].iloc[0] if "model" in b else ""
+            label = {"fault": spec["fault"], "model": model, "test_set": test_set}
+            test = paired_test(a, b, metric)
+            rows.append({**label, **test, "diff_ci_low": low, "diff_ci_high": high,
+                         "run": spec["run"], "baseline": spec["baseline"]})  # fmt: skip
+    out = pd.DataFrame(rows)
+    return holm(out, alpha) if "p" in out else out
