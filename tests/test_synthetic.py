@@ -11,6 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from vlsm_lib.cli import main
+from vlsm_lib.data import prompts as P
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.synthetic import SPECS, write_dataset, write_medshapes
 from vlsm_lib.data.transforms import Preprocess
@@ -100,8 +101,27 @@ def test_every_dataset_written_with_its_splits(medshapes):
     assert len(set(sizes.values())) == 3
 
 
+def test_location_fault_twin_has_the_same_images_and_the_references_words(medshapes):
+    right, fault = medshapes / "synth_polyp_ref_wide", medshapes / "synth_polyp_ref_wide_refloc"
+    images = sorted(p.name for p in (right / "images").iterdir())
+    assert images == sorted(p.name for p in (fault / "images").iterdir())
+    assert all(filecmp.cmp(right / "images" / n, fault / "images" / n, False) for n in images)
+    w, h = Image.open(right / "images" / images[0]).size
+    assert w > h  # landscape: the only frames where the reference's cut differs
+    for split in ("train", "val", "test"):
+        a = json.loads((right / "anns" / f"{split}.json").read_text())
+        b = json.loads((fault / "anns" / f"{split}.json").read_text())
+        for ra, rb in zip(a, b, strict=True):
+            assert ra["mask_name"] == rb["mask_name"] and ra["prompts"]["p5"] == rb["prompts"]["p5"]
+            comps = P.components(np.asarray(Image.open(right / "masks" / ra["mask_name"])) > 127)
+            assert rb["attrs"]["locations"] == [P.location_of(c, reference=True) for c in comps]
+            assert ra["attrs"]["locations"] == [P.location_of(c) for c in comps]
+
+
 @pytest.mark.parametrize(
-    "name", ["synth_polyp", "synth_skin", "synth_polyp_b", "synth_polyp_c", "synth_polyp_ref"]
+    "name",
+    ["synth_polyp", "synth_skin", "synth_polyp_b", "synth_polyp_c", "synth_polyp_ref"]
+    + ["synth_polyp_ref_wide"],
 )
 def test_non_radiology_prompts_agree_with_masks(medshapes, name):
     for _, rec, mask in _records(medshapes, name):
