@@ -244,3 +244,11 @@ def test_unknown_dataset_name_lists_valid_ones(tmp_path):
     with pytest.raises(KeyError, match="synth_polyp_ref"):
         write_medshapes(tmp_path, names=["synth_polypp"])
     assert not any(tmp_path.iterdir())  # nothing written before failing
+
+
+def test_dataset_order_is_append_only():
+    """A dataset's place in SPECS seeds its images: inserting one before another would redraw
+    every image after it (and every demo number trained on them)."""
+    first = ["synth_polyp", "synth_skin", "synth_ultrasound", "synth_xray", "synth_polyp_b"]
+    first += ["synth_polyp_c", "synth_polyp_ref", "synth_shapes", "synth_polyp_ref_wide"]
+    assert list(SPECS)[: len(first)] == first

@@ -88,6 +88,13 @@ SPECS = {
             stands_for="no public dataset: tests text use",
         ),
         SynthSpec(
+            "synth_shapes",
+            "natural scenes",
+            scenes.shapes,
+            {"train": 240, "val": 40, "test": 40},
+            stands_for="RefCOCO-style pretraining data",
+        ),
+        SynthSpec(
             "synth_polyp_ref_wide",
             "endoscopy, referring",
             scenes.polyp_ref,
@@ -103,13 +110,6 @@ SPECS = {
             (1.0, 1.25),
             "the reference's location fault: its words",
             images_of="synth_polyp_ref_wide",
-        ),
-        SynthSpec(
-            "synth_shapes",
-            "natural scenes",
-            scenes.shapes,
-            {"train": 240, "val": 40, "test": 40},
-            stands_for="RefCOCO-style pretraining data",
         ),
     )
 }
@@ -143,6 +143,8 @@ def write_split(
 ) -> list[dict]:
     """Render n scenes of one split; write images, masks and ``anns/<split>.json``."""
     h, w = spec.shape(size)
+    # the dataset's place in SPECS seeds its images: new datasets go last, so the others'
+    # files stay byte-identical
     ds_index, split_index = list(SPECS).index(spec.images_of or spec.name), SPLITS.index(split)
     records = []
     for i in tqdm(range(n), desc=f"{spec.name}/{split}", leave=False):
