@@ -115,3 +115,27 @@ def test_fault_costs_name_both_runs_and_report_missing_ones(table):
     assert worse["significant"] and worse["n"] == N
     assert out[out.fault == "gone"].iloc[0]["missing"] == "nope"
     assert transfer.fault_costs(table, [], "dice", 0.05).empty
+
+
+def test_finetune_runs_stand_in_for_policies_the_study_does_not_run(table):
+    """The finetune study's end-to-end run on the same data, prompt and weights is the
+    transfer table's `all` point; one on other data, or of a policy the study runs, is not."""
+    table = table[table.run_id != "transfer_modes__clipseg__polyp__p6__train-all"]
+    finetune = [
+        _run("finetune__clipseg__polyp__p6", "finetune", "all", 0.8),
+        _run("finetune__clipseg__other__p6", "finetune", "all", 0.2, dataset="other"),
+        _run("finetune__clipseg__polyp__p6__train-lora", "finetune", "lora", 0.2),
+    ]
+    table = pd.concat([table, *finetune], ignore_index=True).drop(columns="train_fraction")
+    table = table.assign(train_fraction=np.where(table.run_id.str.contains("0.25"), 0.25, 1.0))
+    table.loc[table.study == "finetune", "train_fraction"] = np.nan  # an older run: no column
+    merged = transfer.with_finetune(stats.with_config(table))
+    assert sorted(merged[merged.study == "finetune"].run_id.unique()) == [
+        "finetune__clipseg__polyp__p6"
+    ]
+    tests = transfer.policy_tests(table, "dice", 0.05)
+    full = tests[(tests.train == "all") & (tests.train_fraction == 1.0)]
+    assert set(full.baseline) == {"zero_shot on polyp", "decoder (the paper's)"}
+    assert full.set_index("baseline").loc["decoder (the paper's)", "mean_diff"] == pytest.approx(
+        0.3, abs=0.02
+    )

@@ -3,7 +3,9 @@
 - ``run_facts``: each run's trainable and total parameters and training images (run.json).
 - ``transfer_table``: the runs of a transfer-mode study (``train`` policies x ``train_fraction``)
   beside the zero-shot run of the same model, weights and prompt, with their trainable counts:
-  the data of the Dice-against-parameters and Dice-against-fraction figures.
+  the data of the Dice-against-parameters and Dice-against-fraction figures. A policy the
+  finetune study already trained on the same data, prompt and weights is taken from there
+  (``with_finetune``) rather than run twice.
 - ``policy_tests``: the paired tests of models, applied to policies: every configuration of the
   study against the zero-shot run of the same weights, and against the paper's policy
   (``decoder``) with the same model, data, prompt, weights and fraction.
@@ -35,6 +37,8 @@ from vlsm_lib.stats import (
 )
 
 ZERO_SHOT = "zero-shot"
+# what a finetune-study run shares with the transfer-mode runs it stands beside
+SAME_RUN = ("model", "dataset", "prompt", "size", "weights", "train_fraction", "test_set")
 POLICIES = (ZERO_SHOT, "decoder", "text_prompt", "visual_prompt", "lora", "adapter", "all")
 MATCH = ("model", "prompt", "size", "weights", "test_set")  # what a zero-shot baseline shares
 
@@ -57,6 +61,31 @@ def run_facts(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "trainable_params", "params"])
 
 
+def with_finetune(frame: pd.DataFrame, study: str = "transfer_modes") -> pd.DataFrame:
+    """The rows of ``study`` and the rows of the finetune study that train a policy the study
+    does not run for the same model, data, prompt, size, weights, fraction and test set: a
+    transfer-mode params file need not repeat the finetune study's runs (the paper's decoder
+    runs, the demo's end-to-end CLIPSeg). Each row keeps its own configuration."""
+    runs = frame[frame.study == study]
+    finetune = frame[frame.study == "finetune"]
+    if runs.empty or finetune.empty:
+        return runs
+    keys = [k for k in SAME_RUN if k in runs and k in finetune]
+    runs_keys = runs.assign(train_fraction=runs.get("train_fraction", 1.0)).fillna(
+        {"train_fraction": 1.0}
+    )
+    finetune = finetune.assign(train_fraction=finetune.get("train_fraction", 1.0)).fillna(
+        {"train_fraction": 1.0}
+    )
+    wanted = runs_keys[keys].drop_duplicates()
+    have = runs_keys[keys + ["train"]].drop_duplicates()
+    extra = finetune.merge(wanted, on=keys).merge(
+        have, on=keys + ["train"], how="left", indicator=True
+    )
+    extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge")
+    return pd.concat([runs, extra], ignore_index=True)
+
+
 def _policy_of(frame: pd.DataFrame) -> pd.Series:
     return frame["train"].where(frame.study != "zero_shot", ZERO_SHOT)
 
@@ -68,7 +97,7 @@ def transfer_table(
     of the same model, weights, prompt and test set: policy, fraction, trainable parameters,
     mean and CI. ``summary``: ``stats.summary_table``; ``table``: the gathered table (for run
     ids); ``facts``: ``run_facts``."""
-    runs = summary[summary.study == study]
+    runs = with_finetune(summary, study)
     if runs.empty:
         return pd.DataFrame()
     zs = summary[summary.study == "zero_shot"]
@@ -78,7 +107,7 @@ def transfer_table(
     out["policy"] = _policy_of(out)
     if "train_fraction" not in out:
         out["train_fraction"] = 1.0
-    out["train_fraction"] = out["train_fraction"].fillna(1.0).where(out.study == study, np.nan)
+    out["train_fraction"] = out["train_fraction"].fillna(1.0).where(out.study != "zero_shot")
     counts = with_config(table)[["config", "run_id"]].drop_duplicates()
     counts = counts.merge(facts, on="run_id").groupby("config")["trainable_params"].first()
     out["trainable_params"] = out["config"].map(counts)
@@ -95,7 +124,7 @@ def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, study="transfer
     the zero-shot run of the same model, prompt, size, weights and test set, and against the
     ``decoder`` policy of the same model, data, prompt, weights and fraction."""
     images = per_image(table, metric)
-    runs, zs = images[images.study == study], images[images.study == "zero_shot"]
+    runs, zs = with_finetune(images, study), images[images.study == "zero_shot"]
     cols = configuration(runs) + ["test_set"]
     rows = []
     for key, group in runs.groupby(cols, dropna=False, sort=False):
