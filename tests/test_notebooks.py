@@ -149,10 +149,13 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
         for suffix in ("png", "svg"):
             assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
     modes = pd.read_csv(summary.parent / "transfer_modes.csv")
-    assert list(modes.policy) == ["zero-shot", "text_prompt", "text_prompt", "lora"]
+    # the decoder point is the finetune study's run (same data, prompt and weights)
+    assert list(modes.policy) == ["zero-shot", "decoder", "text_prompt", "text_prompt", "lora"]
+    assert modes.config.iloc[1] == "finetune__clipseg__synth_polyp__p6"
     assert modes.trainable_params.iloc[0] == 0 and modes.trainable_params.iloc[1:].gt(0).all()
     policies = pd.read_csv(summary.parent / "policy_tests.csv")
-    assert set(policies.baseline) == {"zero_shot on synth_polyp"} and policies.n.gt(0).all()
+    assert set(policies.baseline) == {"zero_shot on synth_polyp", "decoder (the paper's)"}
+    assert policies.n.gt(0).all()
     faults = pd.read_csv(summary.parent / "reference_faults.csv")
     assert faults.n.tolist() == [modes.images.iloc[0]]
     use = pd.read_csv(summary.parent / "prompt_use_index.csv")
