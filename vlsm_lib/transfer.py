@@ -44,8 +44,8 @@ MATCH = ("model", "prompt", "size", "weights", "test_set")  # what a zero-shot b
 
 
 def run_facts(folder: str | Path) -> pd.DataFrame:
-    """run_id, trainable_params, params, train_images of every complete run under ``folder``
-    (zero-shot runs train nothing: 0)."""
+    """run_id, trainable_params, params of every complete run under ``folder`` (zero-shot runs
+    train nothing: 0)."""
     rows = []
     for run in complete_runs(folder):
         info = read_run(run)
@@ -71,12 +71,7 @@ def with_finetune(frame: pd.DataFrame, study: str = "transfer_modes") -> pd.Data
     if runs.empty or finetune.empty:
         return runs
     keys = [k for k in SAME_RUN if k in runs and k in finetune]
-    runs_keys = runs.assign(train_fraction=runs.get("train_fraction", 1.0)).fillna(
-        {"train_fraction": 1.0}
-    )
-    finetune = finetune.assign(train_fraction=finetune.get("train_fraction", 1.0)).fillna(
-        {"train_fraction": 1.0}
-    )
+    runs_keys, finetune = _whole_split_is_one(runs), _whole_split_is_one(finetune)
     wanted = runs_keys[keys].drop_duplicates()
     have = runs_keys[keys + ["train"]].drop_duplicates()
     extra = finetune.merge(wanted, on=keys).merge(
@@ -84,6 +79,13 @@ def with_finetune(frame: pd.DataFrame, study: str = "transfer_modes") -> pd.Data
     )
     extra = extra[extra["_merge"] == "left_only"].drop(columns="_merge")
     return pd.concat([runs, extra], ignore_index=True)
+
+
+def _whole_split_is_one(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``train_fraction`` 1.0 where a run has none (an older run, no column)."""
+    return frame.assign(train_fraction=frame.get("train_fraction", 1.0)).fillna(
+        {"train_fraction": 1.0}
+    )
 
 
 def _policy_of(frame: pd.DataFrame) -> pd.Series:
@@ -104,10 +106,8 @@ def transfer_table(
     keys = [k for k in MATCH if k in runs and k in zs]
     zs = zs.merge(runs[keys].drop_duplicates(), on=keys)
     out = pd.concat([runs, zs], ignore_index=True)
-    out["policy"] = _policy_of(out)
-    if "train_fraction" not in out:
-        out["train_fraction"] = 1.0
-    out["train_fraction"] = out["train_fraction"].fillna(1.0).where(out.study != "zero_shot")
+    out = _whole_split_is_one(out).assign(policy=_policy_of(out))
+    out["train_fraction"] = out["train_fraction"].where(out.study != "zero_shot")
     counts = with_config(table)[["config", "run_id"]].drop_duplicates()
     counts = counts.merge(facts, on="run_id").groupby("config")["trainable_params"].first()
     out["trainable_params"] = out["config"].map(counts)

@@ -96,10 +96,6 @@ class SegModel(nn.Module):
         """Where the tuning policies add parameters; families that offer them override this."""
         raise ValueError(f"{self.name} offers no parameter-efficient train policies")
 
-    def prompt_parameter(self, host: str, attr: str) -> torch.Tensor | None:
-        """The learnable prompt ``attr`` held by submodule ``host``, or None."""
-        return getattr(self.get_submodule(host), attr, None)
-
     def trainable_parameter_names(self) -> set[str]:
         return {n for n, p in self.named_parameters() if p.requires_grad}
 
