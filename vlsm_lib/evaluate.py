@@ -27,6 +27,8 @@ from vlsm_lib.config import comma_list
 from vlsm_lib.data import perturb
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_mask
+from vlsm_lib.data.transforms import to_device
+from vlsm_lib.features import forward_for
 from vlsm_lib.metrics import image_metrics
 from vlsm_lib.models import SegModel
 
@@ -78,6 +80,7 @@ def evaluate(
     tolerance: float = 2.0,
     device: str | torch.device | None = None,
     progress: bool = True,
+    forward=None,
 ) -> pd.DataFrame:
     """Score ``model`` on every item of ``dataset``; returns one row per item (``COLUMNS``).
 
@@ -85,10 +88,13 @@ def evaluate(
         masks_dir: when given, predicted masks are written there as PNG 0/255.
         surface: compute HD95 and NSD (slower); otherwise they are NaN.
         tolerance: the NSD tolerance in pixels of the original resolution.
+        forward: ``batch -> logits``; default ``features.forward_for`` (the suite's shared
+            feature store when one is active and the model has a frozen tower).
     """
     runtime.apply()  # CPU settings on the thread that computes (runtime.py)
     device = torch.device(device) if device else model.device
     model.to(device).eval()
+    forward = forward or forward_for(model, len(dataset))[0]
     rows = []
     batches = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     for batch in tqdm(
@@ -97,7 +103,7 @@ def evaluate(
         leave=False,
         disable=not progress or bool(os.environ.get("TQDM_DISABLE")),
     ):
-        preds = model.binarize(model.forward_batch(batch))[:, 0].cpu().numpy()
+        preds = model.binarize(forward(to_device(batch, device)))[:, 0].cpu().numpy()
         for k, pred in enumerate(preds):
             h, w = int(batch["height"][k]), int(batch["width"][k])
             pred = to_original(pred, h, w)
@@ -134,10 +140,11 @@ def prompt_sweep(model, data_root, dataset, seed, split="test", keys="all", surf
     ``keys``: "all" or a comma-separated list such as "p0,p6"."""
     probe = load_dataset(data_root, dataset, split, model.preprocess, "p0", seed)
     levels = probe.prompt_keys if keys == "all" else comma_list(keys)
+    forward = forward_for(model, len(probe))[0]  # the images are encoded once for all levels
     frames = []
     for key in levels:
         ds = load_dataset(data_root, dataset, split, model.preprocess, key, seed)
-        table = evaluate(model, ds, surface=surface, progress=False)
+        table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
         table.insert(0, "prompt_key", key)
         table.insert(0, "test_set", dataset)
         frames.append(table)
@@ -161,9 +168,10 @@ def perturbation_sweep(
     # one dataset for every case: its images are decoded once, only the prompt transform changes
     ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
     original = [ds.prompt_text(i) for i in range(len(ds))]
+    forward = forward_for(model, len(ds))[0]
     for attribute, mode in cases:
         ds.prompt_transform = perturb.transform(attribute, mode) if attribute != "none" else None
-        table = evaluate(model, ds, surface=surface, progress=False)
+        table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
         table.insert(0, "test_set", dataset)
         table.insert(0, "mode", mode)
         table.insert(0, "attribute", attribute)
@@ -219,10 +227,10 @@ def prompt_use_sweep(
         "shuffled": lambda text, rec, rng: right[donor[position[id(rec)]]],
         "other_class": lambda text, rec, rng: other_class_prompt(text, rec, other_class),
     }
-    frames = []
+    frames, forward = [], forward_for(model, len(ds))[0]
     for condition, transform in transforms.items():
         ds.prompt_transform = transform
-        table = evaluate(model, ds, surface=surface, progress=False)
+        table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
         table.insert(0, "test_set", dataset)
         table.insert(0, "condition", condition)
         frames.append(table)

@@ -116,14 +116,21 @@ def heartbeat(run_dir: str | Path, every_s: float = HEARTBEAT_S):
 RUNNER_PID = "VLSM_RUNNER_PID"  # set by the runner for the kernels it starts
 
 
+_WATCHING = False
+
+
 def exit_with_runner(every_s: float = 2.0) -> bool:
     """In a notebook kernel started by the runner: end this process when the runner that
     owns the run dies (SIGKILL, a pre-empted job, a killed Dask worker), so that no orphaned
     kernel goes on writing into a run another runner has taken over. False when not started
     by a runner (interactive kernels live on)."""
+    global _WATCHING
     pid = int(os.environ.get(RUNNER_PID) or 0)
     if not pid or pid == os.getpid():
         return False
+    if _WATCHING:  # a kernel started ahead of need already watches (kernels.py)
+        return True
+    _WATCHING = True
 
     def watch():
         while _alive(pid):

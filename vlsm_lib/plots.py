@@ -93,22 +93,27 @@ def training_curves(history: list[dict]) -> plt.Figure:
 
 
 def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
-    """Qualitative grid: image with truth (cyan) and prediction (magenta) outlines, prompt."""
+    """Qualitative grid: image with truth (cyan) and prediction (magenta) outlines, prompt.
+    The model runs through ``features.forward_for``: a run's images already in the suite's
+    feature store are not encoded again."""
     import torch
+    from torch.utils.data import default_collate
+
+    from vlsm_lib.data.transforms import to_device
+    from vlsm_lib.features import forward_for
 
     idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
     fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.9), squeeze=False)
     model.eval()
+    forward = forward_for(model, len(idx))[0]
     for ax, i in zip(axes[0], idx):
         item = dataset[int(i)]
         image = np.asarray(
             Image.open(item["img_path"]).convert("RGB").resize(item["pixel_values"].shape[-1:-3:-1])
         )
         with torch.no_grad():
-            logits = model(
-                item["pixel_values"][None], _one(item, "input_ids"), _one(item, "attention_mask")
-            )
-        pred = model.binarize(logits)[0, 0].numpy()
+            logits = forward(to_device(default_collate([item]), model.device))
+        pred = model.binarize(logits)[0, 0].cpu().numpy()
         ax.imshow(image)
         for mask, colour in ((item["mask"][0].numpy() > 0.5, OUTLINE), (pred, "#ff2bd6")):
             if mask.any():
@@ -118,10 +123,6 @@ def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
         ax.set_title(text, fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def _one(item, key):
-    return item[key][None] if key in item else None
 
 
 def metric_by(

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from vlsm_lib import paths
+from vlsm_lib import feature_store, paths
 from vlsm_lib.files import atomic_write, write_json
 
 RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
@@ -221,6 +221,8 @@ def save_run(
             "versions": versions(),
             "device": device_name(),
             "cpu_tuning": cpu_tuning(),
+            # hits and misses of the suite's shared feature store in this process (the run)
+            "feature_store": feature_store.stats(feature_store.active()),
             "started": started,
             "finished": now(),
             **(extra or {}),

@@ -22,28 +22,16 @@ others go on; each run is executed under its lock (``locks``).
 from __future__ import annotations
 
 import fnmatch
-import functools
 import itertools
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vlsm_lib import locks, paths
-from vlsm_lib.files import write_json
-from vlsm_lib.results import (
-    RESUME_STATE,
-    RUN_JSON,
-    is_complete,
-    now,
-    portable_params,
-    read_run,
-    run_id,
-    unfinished,
-)
+from vlsm_lib import paths
+from vlsm_lib.execute import Reports, declared_parameters, execute
+from vlsm_lib.results import is_complete, run_id, unfinished
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
@@ -108,15 +96,6 @@ def load_study(path: str | Path) -> Study:
         source=path,
         priority=int(spec.get("priority", 0)),
     )
-
-
-@functools.cache
-def declared_parameters(notebook: Path) -> tuple[str, ...]:
-    """The names a notebook's ``parameters`` cell declares, as papermill's inspection reads
-    them; once per notebook and process (every run of a study asks)."""
-    import papermill  # seconds to import (nbformat's schema validator)
-
-    return tuple(papermill.inspect_notebook(str(notebook)))
 
 
 def check_parameters(study: Study) -> None:
@@ -218,90 +197,6 @@ def _check_done(study: Study, need: str, outputs: Path) -> None:
         )
 
 
-def execute(run: Run, force: bool = False) -> str:
-    """Execute one run's notebook under its lock: "complete", "failed" or "skipped" (complete,
-    or completed meanwhile by a runner that held the lock; its failure returns "failed")."""
-    if is_complete(run.run_dir) and not force:
-        return "skipped"
-    waited = False
-    while not locks.try_lock(run.run_dir):  # another runner executes it: wait for its outcome
-        waited = True
-        time.sleep(locks.POLL_S)
-    try:
-        status = read_run(run.run_dir).get("status")
-        if waited and status in ("complete", "failed"):
-            return "skipped" if status == "complete" else "failed"
-        if status == "complete" and not force:
-            return "skipped"
-        with locks.heartbeat(run.run_dir):
-            return _execute(run)
-    finally:
-        locks.release(run.run_dir)
-
-
-def _execute(run: Run) -> str:
-    import papermill
-
-    from vlsm_lib.report import render_html
-
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    info = {
-        "run_id": run.run_id,
-        "study": run.study,
-        "suite": run.suite,
-        "notebook": _shown(run.notebook),
-        "params": portable_params(run.params, run.run_dir),
-        # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
-        "parameter_names": list(declared_parameters(run.notebook)),
-        "status": "running",
-        "owner": locks.owner(),  # a run left "running" by a dead owner is stale (locks.py)
-        "started": now(),
-    }
-    write_json(run.run_dir / RUN_JSON, info)
-    output = run.run_dir / "notebook.ipynb"
-    error = None
-    # The kernel inherits this environment: no progress bars in reports; it dies with us.
-    os.environ.update(TQDM_DISABLE="1", **{locks.RUNNER_PID: str(os.getpid())})
-    try:
-        papermill.execute_notebook(
-            str(run.notebook),
-            str(output),
-            parameters=run.params,
-            kernel_name="python3",
-            cwd=str(paths.REPO_ROOT),
-            progress_bar=False,
-            log_output=False,
-        )
-    except Exception as err:  # a failing run is recorded; the others go on
-        # papermill's error carries the cell's exception: its name and message come first,
-        # so that indexes (which show the first line) say what went wrong
-        first = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
-        error = f"{first.strip()}\n{err}".strip()[:4000]
-    if output.is_file():
-        try:
-            render_html(output)
-        except Exception as err:  # a report that cannot render does not void the result
-            error = error or f"HTML rendering failed: {err}"
-    status = read_run(run.run_dir)
-    if error or status.get("status") != "complete":
-        info.update(status if status.get("status") == "complete" else {})
-        info.update(
-            status="failed",
-            finished=now(),
-            error=error or "the notebook finished without saving its results (save_run)",
-        )
-        write_json(run.run_dir / RUN_JSON, info)
-        return "failed"
-    # a complete run keeps its results, not its resume state (a paper-size CRIS: ~1.7 GB)
-    (run.run_dir / RESUME_STATE).unlink(missing_ok=True)
-    return "complete"
-
-
-def _shown(path: Path) -> str:
-    """A notebook path relative to the repository when it lies inside it."""
-    return str(path.relative_to(paths.REPO_ROOT) if path.is_relative_to(paths.REPO_ROOT) else path)
-
-
 def plan(
     param_files: list[str | Path],
     only: str | None = None,
@@ -327,16 +222,33 @@ def plan(
     return out
 
 
-def run_local(planned, force: bool = False) -> dict[str, str]:
+def run_local(planned, force: bool = False, lean: bool = True) -> dict[str, str]:
+    """Execute the planned runs one after another; {run id: status}. ``lean``: each run's
+    kernel is started ahead while the previous run executes and reports render in the
+    background (``execute``, ``kernels``); False: papermill's own start, reports inline."""
+    from vlsm_lib.kernels import KernelPool, grid_code
     from vlsm_lib.progress import Progress
 
     statuses, progress = {}, Progress(planned)
-    for _, runs in planned:
-        for run in runs:
+    todo = [run for _, runs in planned for run in runs]
+    kernels, reports = (KernelPool(grid_code(todo)), Reports()) if lean else (None, None)
+    try:
+        for i, run in enumerate(todo):
             progress.start(run.run_id)
-            statuses[run.run_id] = execute(run, force)
+            if kernels is not None:  # the next run to execute gets its kernel started now
+                later = (r for r in todo[i + 1 :] if force or not is_complete(r.run_dir))
+                kernels.upcoming = next(later, None)
+            statuses[run.run_id] = execute(run, force, kernels, reports)
             print(progress.finish(run.run_id, statuses[run.run_id]), flush=True)
             _index(run)  # the indexes show the grid's progress while it runs
+    finally:
+        if kernels is not None:
+            kernels.close()
+        if reports is not None:
+            for name in reports.join():  # a report that failed to render failed its run
+                statuses[name] = "failed"
+            if todo:
+                _index(todo[-1])
     return statuses
 
 

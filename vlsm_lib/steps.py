@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vlsm_lib import locks, paths, runtime
+from vlsm_lib import feature_store, locks, paths, runtime
 from vlsm_lib.config import comma_list
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import PooledDataset, members
@@ -45,6 +45,7 @@ def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path,
         run_dir = str(paths.outputs_root() / "interactive" / Path(notebook).stem / stamp)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     locks.exit_with_runner()  # a kernel never outlives the runner that owns its run
+    feature_store.activate(run_dir)  # the suite's shared frozen features (feature_store.py)
     runtime.apply()  # CPU settings for this kernel (runtime.py)
     runtime.seed_everything(seed)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
@@ -57,7 +58,7 @@ def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:
     relative to the repository)."""
     names = read_run(run_dir).get("parameter_names")
     if names is None:  # only kernels started by hand get here
-        from vlsm_lib.runner import declared_parameters
+        from vlsm_lib.execute import declared_parameters
 
         names = list(declared_parameters(paths.REPO_ROOT / notebook))
     return names

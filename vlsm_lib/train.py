@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vlsm_lib import runtime
+from vlsm_lib import feature_store, runtime
 from vlsm_lib.augment import Augmenter
 from vlsm_lib.config import TrainConfig
 from vlsm_lib.data.transforms import to_device
@@ -156,6 +156,7 @@ def _make_cache(model, train_set, val_set, cfg, run_dir) -> FeatureCache | None:
         mode=cfg.feature_cache,
         folder=Path(run_dir) / "feature_cache",
         max_bytes=cfg.cache_max_gb * 1e9,
+        store=feature_store.active(),  # the suite's shared store, when steps.setup activated one
     )
 
 

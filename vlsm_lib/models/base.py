@@ -116,6 +116,12 @@ class SegModel(nn.Module):
         towers = {"image": self.vision_prefix, "text": self.text_prefix}
         return {part for part, prefix in towers.items() if prefix and self.frozen(prefix)}
 
+    def feature_config(self) -> dict:
+        """What, besides the towers' weights and inputs, decides the encoders' outputs (which
+        blocks are read, how padding is masked): part of the shared feature store's keys
+        (``feature_store.tower_key``). Families with such options override it."""
+        return {}
+
     def describe(self) -> dict:
         """Facts for run records and the README's model table."""
         total = sum(p.numel() for p in self.parameters())

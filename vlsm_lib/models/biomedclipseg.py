@@ -170,6 +170,9 @@ class BiomedCLIPSeg(TwoTowerSeg):
         ]
         return Sites(attention, adapters, ("towers.text", tw), ("towers.visual.trunk", vw))
 
+    def feature_config(self) -> dict:
+        return {"extract": list(self.extract_blocks)}
+
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted blocks, each (B, 1 + N, D)."""
         trunk = self.towers.visual.trunk

@@ -143,6 +143,9 @@ class CLIPSeg(TwoTowerSeg):
             vision_host=(f"{clip}vision_model", self.net.config.vision_config.hidden_size),
         )
 
+    def feature_config(self) -> dict:
+        return {"extract": list(self.extract_layers)}
+
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B, 3, H, W) -> outputs of the extracted ViT blocks, each (B, 1 + N, D)."""
         vm = self.net.clip.vision_model

@@ -193,6 +193,9 @@ class CRIS(SegModel):
         ]
         return Sites(attention, adapters, ("backbone.transformer", cfg.text_width), None)
 
+    def feature_config(self) -> dict:
+        return {"mask_padding": bool(self.mask_padding)}
+
     def encode_image(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
         """(B,3,H,W) -> [v3 (B,8w,H/8,W/8), v4 (B,16w,H/16,W/16), v5 (B,embed,H/32,W/32)]."""
         vis = self.backbone.visual
