@@ -161,6 +161,64 @@ def test_dask_submits_higher_priority_studies_first(tmp_path, outputs, monkeypat
     assert seen["run-high__x-1"] > seen["run-high__x-2"] > seen["run-low"]
 
 
+def test_dask_runs_per_gpu_shares_a_gpu_and_pins_each_worker_to_its_own(tmp_path, outputs):
+    """--runs-per-gpu 2 on 2 "GPUs" (CPU here): a worker per GPU declaring GPU=1 with two
+    threads; two tasks asking for a half GPU each are in flight on one worker together; a run's
+    task sets CUDA_VISIBLE_DEVICES to its worker's index."""
+    import time
+
+    from dask.distributed import Client
+
+    from vlsm_lib.dask_runner import _task, gpu_share, local_cluster
+    from vlsm_lib.runner import Run
+
+    def meet(me: int) -> bool:  # in flight until the other task is too (or 20 s passed)
+        (tmp_path / f"in-{me}").touch()
+        deadline = time.monotonic() + 20
+        while not (tmp_path / f"in-{1 - me}").exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    with local_cluster(runs_per_gpu=2, gpus=2) as cluster, Client(cluster) as client:
+        workers = client.scheduler_info()["workers"]
+        assert sorted((w["name"], w["nthreads"], w["resources"]) for w in workers.values()) == [
+            (0, 2, {"GPU": 1}),
+            (1, 2, {"GPU": 1}),
+        ]
+        first = next(a for a, w in workers.items() if w["name"] == 0)
+        half = {"GPU": gpu_share(2)}
+        futures = [
+            client.submit(meet, i, resources=half, workers=[first], pure=False) for i in (0, 1)
+        ]
+        assert client.gather(futures) == [True, True]
+        # a complete run is skipped without a kernel; its task still pins the worker's GPU
+        run_dir = outputs / "suite" / "s" / "s"
+        run_dir.mkdir(parents=True)
+        (run_dir / "run.json").write_text(json.dumps({"status": "complete"}))
+        run = Run("s", "s", "suite", Path("tiny.ipynb"), {}, run_dir)
+        for address in workers:
+            done = client.submit(_task, run, False, True, workers=[address], pure=False)
+            assert done.result() == ("s", "skipped")
+        seen = client.run(lambda: __import__("os").environ.get("CUDA_VISIBLE_DEVICES"))
+        assert {workers[a]["name"]: gpu for a, gpu in seen.items()} == {0: "0", 1: "1"}
+
+
+def test_dask_gpu_shares_fit_exactly_n_runs_per_gpu():
+    """N shares of a GPU fit on GPU=1 and N + 1 do not, for every N (1/9 x 9 adds up to more
+    than 1 in floating point; Dask subtracts each task's share from what is left)."""
+    from vlsm_lib.dask_runner import gpu_share
+
+    for n in range(1, 65):
+        left, fitted = 1.0, 0
+        while left >= gpu_share(n) and fitted <= n:
+            left, fitted = left - gpu_share(n), fitted + 1
+        assert fitted == n
+    with pytest.raises(ValueError, match="runs_per_gpu must be >= 1"):
+        gpu_share(0)
+
+
 def test_paper_grid_counts():
     counts: dict[str, int] = {}
     for study, runs in plan(sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml"))):

@@ -248,3 +248,50 @@ def format_table(df) -> str:
         "cached: the step from cached frozen-encoder features; peak_mb: peak memory (MiB); "
         "train_extra_mb: its increase during the train phase"
     )
+
+
+def read_csv(files) -> pd.DataFrame:
+    """One table of ``vlsm bench --out`` files (a path or several), e.g. for ``estimate``."""
+    files = [files] if isinstance(files, str) or hasattr(files, "suffix") else list(files)
+    df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    lacking = [c for c in ("model", "fwd_img_s", "train_img_s") if c not in df]
+    if lacking:
+        raise ValueError(
+            f"{' '.join(map(str, files))}: no column(s) {lacking}; write bench files with "
+            "`vlsm bench --out FILE.csv`"
+        )
+    return df
+
+
+def usable(df, model: str):
+    """The rows of ``model`` that hold numbers (no ``error``)."""
+    ok = df["error"].isna() | (df["error"].astype(str) == "") if "error" in df else True
+    return df[(df["model"] == model) & ok]
+
+
+def check_models(df, models, size="paper", source="FILE.csv") -> None:
+    """ValueError naming the ``models`` without a usable row and the command that measures
+    them."""
+    missing = [m for m in models if usable(df, m).empty]
+    if missing:
+        failed = [m for m in missing if (df["model"] == m).any()]
+        why = f" (their rows hold an error: {', '.join(failed)})" if failed else ""
+        raise ValueError(
+            f"the bench file {source} has no usable row for model(s) {', '.join(missing)}{why}; "
+            f"measure them on your GPU: vlsm bench --models {' '.join(missing)} --size {size} "
+            f"--device cuda --out FILE, then pass both files: --bench {source} FILE"
+        )
+
+
+def load(files, models, size="paper") -> pd.DataFrame:
+    """The bench table of ``models``: ``files`` read (``read_csv``), or, without files, ``run``
+    now on this machine's device; checked (``check_models``); ``attrs["source"]``: which."""
+    if files:
+        df, source = read_csv(files), " ".join(map(str, files))
+    else:
+        df = run(models, verbose=True, size=size)
+        names = df["device_name"].dropna() if "device_name" in df else []
+        source = f"measured now ({names.iloc[0]})" if len(names) else "measured now"
+    check_models(df, models, size, source)
+    df.attrs["source"] = source
+    return df

@@ -13,12 +13,55 @@ from vlsm_lib import paths
 def _run(args: argparse.Namespace) -> int:
     from vlsm_lib.runner import plan, run_local
 
+    estimating = args.dry_run and args.estimate
+    wrong = [
+        (args.estimate and not args.dry_run, "--estimate goes with --dry-run"),
+        (
+            args.runs_per_gpu and args.executor != "dask" and not estimating,
+            "--runs-per-gpu needs --executor dask (or --dry-run --estimate)",
+        ),
+        (
+            args.runs_per_gpu and args.workers != 1 and not estimating,
+            "--runs-per-gpu starts one worker per GPU (--gpus), not --workers: drop --workers",
+        ),
+        (args.gpus and not args.runs_per_gpu and not estimating, "--gpus goes with --runs-per-gpu"),
+        (args.runs_per_gpu is not None and args.runs_per_gpu < 1, "--runs-per-gpu must be >= 1"),
+    ]
+    for bad, why in wrong:
+        if bad:
+            print(f"vlsm run: {why}", file=sys.stderr)
+            return 2
+    if args.no_store:  # the kernels (and a LocalCluster's workers) inherit it
+        from vlsm_lib.feature_store import STORE_ENV
+
+        os.environ[STORE_ENV] = "off"
     files = [
         f
         for p in args.params
         for f in (sorted(Path(p).glob("*.yaml")) if Path(p).is_dir() else [Path(p)])
     ]
     planned = plan(files, only=args.only, failed=args.failed)
+    if estimating:
+        from vlsm_lib import estimate
+
+        try:
+            bench = estimate.load_bench(args.bench, planned)
+            pack = {"runs_per_gpu": args.runs_per_gpu or 1, "gpus": args.gpus or 1}
+            text = estimate.report(
+                planned,
+                bench,
+                args.gpu,
+                memory_gb=args.gpu_memory_gb,
+                store=not args.no_store,
+                fixed_seconds=args.fixed_seconds,
+                epochs=args.epochs,
+                **pack,
+            )
+        except (ValueError, OSError) as err:
+            print(f"vlsm run: {err}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
     if args.dry_run:
         per_study: dict[str, list] = {}
         for study, runs in planned:
@@ -35,9 +78,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.executor == "dask":
         from vlsm_lib.dask_runner import run_dask
 
-        statuses = run_dask(planned, args.force, args.scheduler, args.workers)
+        statuses = run_dask(
+            planned, args.force, args.scheduler, args.workers, args.runs_per_gpu, args.gpus
+        )
     else:
-        statuses = run_local(planned, args.force)
+        statuses = run_local(planned, args.force, lean=not args.eager)
     counts = {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))}
     print("runs:", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
     failed = [r for r, s in statuses.items() if s == "failed"]
@@ -113,6 +158,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="re-run complete runs too")
     run.add_argument(
         "--failed", action="store_true", help="only the runs that failed or were left stale"
+    )
+    run.add_argument(
+        "--runs-per-gpu", type=int, metavar="N", help="dask: at most N runs share a GPU at once"
+    )
+    run.add_argument("--gpus", type=int, help="GPUs of the LocalCluster (default: all torch sees)")
+    run.add_argument(
+        "--no-store",
+        action="store_true",
+        help="without the shared feature store (VLSM_FEATURE_STORE=off; the estimate too)",
+    )
+    run.add_argument(
+        "--eager",
+        action="store_true",
+        help="local: no kernels started ahead or forked, reports rendered inline (execute.py)",
+    )
+    est = run.add_argument_group("estimate (with --dry-run --estimate; formula: estimate.py)")
+    est.add_argument("--estimate", action="store_true", help="print the grid's expected hours")
+    est.add_argument(
+        "--bench", nargs="+", metavar="CSV", help="vlsm bench --out files (default: bench now)"
+    )
+    est.add_argument("--gpu", default="", metavar="NAME", help="label for the estimate: H200")
+    est.add_argument("--gpu-memory-gb", type=float, help="card memory checked against packing")
+    est.add_argument(
+        "--fixed-seconds", type=float, default=3.0, help="fixed cost per run (default 3.0)"
+    )
+    est.add_argument(
+        "--epochs", type=int, help="expected epochs (default min(max, min_epochs + patience))"
     )
     run.set_defaults(func=_run)
 

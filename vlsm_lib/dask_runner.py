@@ -7,17 +7,72 @@ per ``workers``) when no scheduler address is given, or connects to any running 
 job_extra_directives=["--gres=gpu:1"]).scale(jobs=4)``) and pass its ``scheduler_address``.
 Workers must see the same repository and outputs folder (a shared file system) and have this
 package installed.
+
+GPU packing (``--runs-per-gpu N``): several runs share one GPU when one run leaves it idle
+(data loading, small batches, the fixed cost of each run). Every task asks for the Dask resource
+``GPU`` = 1/N, so a worker that declares ``GPU=1`` runs at most N at once. Without a scheduler
+address the runner starts one worker process per GPU (``gpus``, default: the GPUs torch sees),
+each with N threads and ``GPU=1``, and pins each worker's runs to its own GPU
+(``CUDA_VISIBLE_DEVICES`` = the worker's index, which the notebook kernels inherit). On an
+existing cluster, start the workers with ``dask worker ADDRESS --resources GPU=1`` (one worker
+per GPU, ``--nthreads N``, its ``CUDA_VISIBLE_DEVICES`` set by whoever starts it).
 """
 
 from __future__ import annotations
 
+import os
+
+from vlsm_lib.execute import execute
 from vlsm_lib.progress import Progress
-from vlsm_lib.runner import Run, Study, _index, execute
+from vlsm_lib.runner import Run, Study, _index
 
 
-def _task(run: Run, force: bool, *_dependencies) -> tuple[str, str]:
-    """Executed on a worker; the dependencies are only there to order the tasks."""
+def _task(run: Run, force: bool, pin_gpu: bool, *_dependencies) -> tuple[str, str]:
+    """Executed on a worker; the dependencies are only there to order the tasks. ``pin_gpu``:
+    the runner's own cluster has a worker per GPU, named 0..n-1: run on the worker's GPU."""
+    if pin_gpu:
+        from dask.distributed import get_worker
+
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(get_worker().name)  # kernels inherit it
     return run.run_id, execute(run, force)
+
+
+def gpu_share(runs_per_gpu: int) -> float:
+    """The ``GPU`` resource one task asks for so that ``runs_per_gpu`` fit on a worker with
+    ``GPU=1``: 1/N, a hair less, since N float shares of 1/N can add up to more than 1 (N=9)."""
+    if runs_per_gpu < 1:
+        raise ValueError(f"runs_per_gpu must be >= 1, got {runs_per_gpu}")
+    return 1 / runs_per_gpu - 1e-9
+
+
+def local_cluster(workers: int = 1, runs_per_gpu: int | None = None, gpus: int | None = None):
+    """The runner's own LocalCluster: ``workers`` single-threaded processes; with
+    ``runs_per_gpu``, one process per GPU (``gpus``, default the GPUs torch sees, at least 1),
+    each with that many threads and the resource ``GPU=1``."""
+    from dask.distributed import LocalCluster
+
+    options = dict(processes=True, dashboard_address=None)
+    if not runs_per_gpu:
+        return LocalCluster(n_workers=workers, threads_per_worker=1, **options)
+    gpu_share(runs_per_gpu)  # checks it
+    if gpus is None:
+        import torch
+
+        gpus = torch.cuda.device_count() or 1
+    return LocalCluster(
+        n_workers=gpus, threads_per_worker=runs_per_gpu, resources={"GPU": 1}, **options
+    )
+
+
+def _check_gpu_workers(client, scheduler: str) -> None:
+    """Tasks asking for GPU wait forever on a cluster where no worker declares it: say so."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    if not any(w.get("resources", {}).get("GPU") for w in workers):
+        raise RuntimeError(
+            f"no worker of the cluster at {scheduler} declares a GPU resource, so --runs-per-gpu "
+            "runs could never start; start its workers with `dask worker "
+            f"{scheduler} --resources GPU=1 --nthreads N` (one per GPU)"
+        )
 
 
 def run_dask(
@@ -25,18 +80,21 @@ def run_dask(
     force: bool = False,
     scheduler: str | None = None,
     workers: int = 1,
+    runs_per_gpu: int | None = None,
+    gpus: int | None = None,
 ) -> dict[str, str]:
-    from dask.distributed import Client, LocalCluster, as_completed
+    """Execute the plan on Dask (module docstring); {run id: status}. ``runs_per_gpu``: at most
+    that many runs share a GPU; then ``workers`` is not used (one worker per GPU: ``gpus``)."""
+    from dask.distributed import Client, as_completed
 
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = Client(cluster)
+    cluster = None if scheduler else local_cluster(workers, runs_per_gpu, gpus)
+    client = Client(scheduler or cluster)
+    # pin runs to GPUs only on our own cluster with several of them (worker names 0..n-1)
+    pin = bool(runs_per_gpu) and cluster is not None and len(cluster.workers) > 1
+    resources = {"GPU": gpu_share(runs_per_gpu)} if runs_per_gpu else None
     try:
+        if runs_per_gpu and scheduler:
+            _check_gpu_workers(client, scheduler)
         futures, by_study = [], {}
         for study, runs in planned:
             needed = [f for need in study.needs for f in by_study.get(need, [])]
@@ -45,9 +103,11 @@ def run_dask(
                     _task,
                     run,
                     force,
+                    pin,
                     *needed,
                     key=f"run-{run.run_id}",
                     pure=False,
+                    resources=resources,
                     priority=study.priority * 100_000 + len(runs) - i,  # then grid order
                 )
                 for i, run in enumerate(runs)

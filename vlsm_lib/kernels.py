@@ -57,10 +57,13 @@ def import_cells(notebook: Path) -> str:
 
 
 def backend_import(model: object) -> str:
-    """The import of a registered model's backend module ("" for anything else)."""
+    """The import of a registered model's backend and its shared resources (``models.warm_up``);
+    "" for anything else."""
     from vlsm_lib.models import MODELS
 
-    return f"__import__({MODELS[model][0]!r})" if isinstance(model, str) and model in MODELS else ""
+    if not (isinstance(model, str) and model in MODELS):
+        return ""
+    return f"__import__('vlsm_lib.models', fromlist=['warm_up']).warm_up({model!r})"
 
 
 def warm_code(notebook: Path, model: object = None) -> str:

@@ -10,7 +10,8 @@ A params file ``params/<suite>/<study>.yaml``::
                                  # a mapping may hold "fixed: {key: value}" for its points only
 
 Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_lib.results``).
-The runner injects ``run_dir`` and ``data_root``; string values may name other runs with
+The runner injects ``run_dir`` and ``data_root`` (a study may set its own ``data_root``, e.g.
+``"{data_root}/reference_prompts"``); string values may name other runs with
 ``{suite_dir}``, ``{data_root}`` and any parameter, e.g.
 ``weights: "{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``.
 Keys a notebook does not declare are refused, values checked before any run starts
@@ -137,7 +138,9 @@ def expand(study: Study, outputs: Path | None = None, data_root: Path | None = N
         run_dir = suite_dir / study.name / rid
         context = {**params, "suite_dir": suite_dir, "data_root": data_root}
         resolved = {k: _fill(v, context, study) for k, v in params.items()}
-        resolved.update(run_dir=str(run_dir), data_root=str(data_root))
+        # data_root is injected unless the study sets its own (e.g. "{data_root}/reference_prompts")
+        resolved["run_dir"] = str(run_dir)
+        resolved.setdefault("data_root", str(data_root))
         runs.append(Run(rid, study.name, study.suite, study.notebook, resolved, run_dir))
     return runs
 

@@ -47,6 +47,16 @@ def list_models() -> list[str]:
     return list(MODELS)
 
 
+def warm_up(name: str) -> None:
+    """Import a model's backend and load what every build of it reads and never changes (the
+    CLIP BPE vocabulary): what a fork server does once before forking kernels (``kernels``)."""
+    import_module(MODELS[name][0])
+    if name in ("clipseg", "cris"):  # the families that tokenize with CLIP's BPE
+        from vlsm_lib.models.tokenizers import clip_bpe
+
+        clip_bpe()
+
+
 def create_model(
     name: str,
     size: str = "paper",

@@ -26,13 +26,21 @@ CLIP_VOCAB_SIZE = 49408
 CLIP_EOT = 49407
 
 
+@lru_cache(maxsize=1)
+def clip_bpe():
+    """open_clip's BPE, its vocabulary read once per process (parsing it takes ~2 s): every
+    model of the CLIP family shares it (encoding is a pure function of the text). A fork
+    server loads it before forking the grid's kernels (``models.warm_up``)."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer()
+
+
 class ClipBPETokenizer:
     """CLIP BPE from open_clip's bundled vocabulary; see the module docstring."""
 
     def __init__(self, pad_id: int = CLIP_EOT) -> None:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        self._bpe = SimpleTokenizer()
+        self._bpe = clip_bpe()
         self.sot, self.eot, self.pad_id = self._bpe.sot_token_id, self._bpe.eot_token_id, pad_id
         self.vocab_size = self._bpe.vocab_size
 

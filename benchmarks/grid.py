@@ -1,0 +1,173 @@
+"""What a grid costs beyond its work: the shared feature store and the lean run start, on and off.
+
+Three small grids run through the runner (``runner.run_local``, papermill, the notebooks),
+each twice in one invocation: **off** is the runner without both (``VLSM_FEATURE_STORE=off``
+and ``lean=False``: papermill starts and shuts down its own kernel, each run computes its own
+frozen features, reports are rendered inline) and **on** is the default (the suite's feature
+store, kernels forked from a server that imported the grid's modules and started ahead, reports
+rendered in the background). Each variant writes into its own fresh outputs folder; the data
+(MedShapes ``synth_polyp``) is written once and shared.
+
+- ``fixed``: zero-shot tiny CLIPSeg on a one-image dataset, six prompt levels (six runs): the
+  cost of a run that does almost no work, per run.
+- ``levels``: zero-shot paper-size CLIPSeg (``weights: ""``: the architecture with seeded
+  random weights, built offline) on the same 16 images at ten prompt levels (ten runs).
+- ``finetune``: ten decoder-only finetunes (2 epochs) of paper-size CLIPSeg on 24 training
+  images (8 validation, 16 test), differing only in the prompt level.
+
+Wall time is measured from the runner's start to its return: every run ``complete`` and its
+report written (the runner waits for the background reports). Results are compared too: the
+largest per-image Dice difference between off and on over every run. ``fixed`` runs the
+variants in the order off, on, on, off (medians); the paper-size grids once each, ``levels``
+on first, ``finetune`` off first, so that neither variant always runs on a warmer machine.
+
+    .venv/bin/python benchmarks/grid.py                   # all three (about 40 min, 2 cores)
+    .venv/bin/python benchmarks/grid.py --only fixed      # one of them
+    .venv/bin/python benchmarks/grid.py --quick           # smoke: tiny models, 3 runs each
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import common
+import pandas as pd
+
+from vlsm_lib.data.synthetic import write_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+LEVELS = [f"p{i}" for i in range(10)]
+
+
+def params(folder: Path, scenario: str, quick: bool) -> Path:
+    """The params file of a scenario; its suite is the scenario's name."""
+    levels = LEVELS[:3] if quick else LEVELS
+    size = "tiny" if quick else "paper"
+    text = {
+        "fixed": (
+            "notebook: notebooks/zero_shot.ipynb\n"
+            "defaults: {size: tiny, weights: '', dataset: one_image}\n"
+            f"grid: {{model: [clipseg], prompt: {(LEVELS[:3] if quick else LEVELS[:6])}}}\n"
+        ),
+        "levels": (
+            "notebook: notebooks/zero_shot.ipynb\n"
+            f"defaults: {{size: {size}, weights: '', dataset: images16}}\n"
+            f"grid: {{model: [clipseg], prompt: {levels}}}\n"
+        ),
+        "finetune": (
+            "notebook: notebooks/finetune.ipynb\n"
+            f"defaults: {{size: {size}, weights: '', train: decoder, dataset: images16,\n"
+            "  max_epochs: 2, min_epochs: 2, batch_size: 8, progress: false}\n"
+            f"grid: {{model: [clipseg], prompt: {levels}}}\n"
+        ),
+    }[scenario]
+    path = folder / "params" / scenario / f"{scenario}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace("'", '"'))
+    return path
+
+
+def write_data(root: Path, quick: bool) -> None:
+    size = 64 if quick else 352
+    for name, counts in [
+        ("one_image", {"train": 1, "val": 1, "test": 1}),
+        ("images16", {"train": 24, "val": 8, "test": 16}),
+    ]:
+        folder = write_dataset("synth_polyp", root / "tmp", seed=3, size=size, counts=counts)
+        folder.rename(root / name)
+
+
+def run_grid(params_file: Path, outputs: Path, on: bool) -> tuple[float, pd.DataFrame]:
+    """(wall seconds of run_local, the grid's per-image table)."""
+    from vlsm_lib.results import gather
+    from vlsm_lib.runner import plan, run_local
+
+    os.environ["VLSM_OUTPUTS"] = str(outputs)
+    if on:
+        os.environ.pop("VLSM_FEATURE_STORE", None)
+    else:
+        os.environ["VLSM_FEATURE_STORE"] = "off"
+    planned = plan([params_file])
+    t0 = time.perf_counter()
+    statuses = run_local(planned, lean=on)
+    wall = time.perf_counter() - t0
+    if set(statuses.values()) != {"complete"}:
+        raise RuntimeError(f"{params_file.stem} ({'on' if on else 'off'}): {statuses}")
+    study = outputs / params_file.parent.name / params_file.stem
+    missing = [
+        d.name for d in study.iterdir() if d.is_dir() and not (d / "notebook.html").is_file()
+    ]
+    if missing:
+        raise RuntimeError(f"reports missing after the runner returned: {missing}")
+    return wall, gather(study)
+
+
+def compare(off: pd.DataFrame, on: pd.DataFrame) -> float:
+    keys = ["run_id", "test_set", "image_id"]
+    both = off.merge(on, on=keys, suffixes=("_off", "_on"))
+    if len(both) != len(off) or len(both) != len(on):
+        raise RuntimeError("off and on scored different images")
+    return float((both["dice_off"] - both["dice_on"]).abs().max())
+
+
+def main() -> None:
+    p = common.parser(__doc__, "outputs/benchmarks/grid.json")
+    p.add_argument("--only", choices=["fixed", "levels", "finetune"], action="append")
+    args = p.parse_args()
+    res = common.start(args)
+    scenarios = args.only or ["fixed", "levels", "finetune"]
+    work = Path(tempfile.mkdtemp(prefix="vlsm-grid-"))
+    os.environ["VLSM_DATA"] = str(work / "data")
+    write_data(work / "data", args.quick)
+    res["scenarios"] = {}
+    for scenario in scenarios:
+        path = params(work, scenario, args.quick)
+        order = {"fixed": [False, True, True, False], "levels": [True, False]}.get(
+            scenario, [False, True]
+        )
+        times: dict[str, list[float]] = {"off": [], "on": []}
+        tables: dict[str, pd.DataFrame] = {}
+        for k, on in enumerate(order):
+            name = "on" if on else "off"
+            common.log(f"[{scenario}] {name} ({k + 1}/{len(order)})")
+            wall, table = run_grid(path, work / f"out-{scenario}-{k}", on)
+            times[name].append(wall)
+            tables[name] = table
+            common.log(f"[{scenario}] {name}: {wall:.1f} s")
+        runs = tables["on"]["run_id"].nunique()
+        off_s, on_s = common.med(times["off"]), common.med(times["on"])
+        res["scenarios"][scenario] = {
+            "runs": runs,
+            "off_s": times["off"],
+            "on_s": times["on"],
+            "off_per_run_s": off_s / runs,
+            "on_per_run_s": on_s / runs,
+            "ratio": off_s / on_s,
+            "max_dice_diff": compare(tables["off"], tables["on"]),
+        }
+    common.finish(res, args.out, markdown)
+
+
+def markdown(res: dict) -> str:
+    rows = [
+        "| grid | runs | off: wall (per run) | on: wall (per run) | off / on | max abs Dice diff |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in res["scenarios"].items():
+        rows.append(
+            f"| {name} | {s['runs']} | {common.med(s['off_s']):.1f} s ({s['off_per_run_s']:.1f} s) "
+            f"| {common.med(s['on_s']):.1f} s ({s['on_per_run_s']:.1f} s) | "
+            f"**{s['ratio']:.2f}x** | {s['max_dice_diff']:.2g} |"
+        )
+    return (
+        "# Grid: feature store and lean start, off against on\n\n"
+        + common.header(res)
+        + ("\n" + "\n".join(rows) + "\n")
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Lean run start: forked kernels started ahead, background reports; the same results as eager."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from vlsm_lib import kernels
+from vlsm_lib.results import read_run
+from vlsm_lib.runner import expand, load_study, plan, run_local
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _notebook(folder: Path) -> Path:
+    """Imports, parameters, and a cell that records what its process looks like."""
+    book = nbformat.v4.new_notebook()
+    imports = nbformat.v4.new_code_cell("import os\nimport json")
+    params = nbformat.v4.new_code_cell('x = 1\nrun_dir = ""\ndata_root = ""')
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import sys\n"
+        "from vlsm_lib.results import save_run\n"
+        "facts = {'x': x, 'pid': os.getpid(), 'ppid': os.getppid(), 'cwd': os.getcwd(),\n"
+        "         'tqdm': os.environ.get('TQDM_DISABLE'), 'torch': 'torch' in sys.modules,\n"
+        "         'defined': sorted(k for k in globals() if not k.startswith('_'))}\n"
+        "print(json.dumps(facts))\n"
+        "save_run(run_dir, {'x': x}, metrics=facts)"
+    )
+    book.cells = [nbformat.v4.new_markdown_cell("# t"), imports, params, body]
+    book.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "facts.ipynb"
+    nbformat.write(book, path)
+    return path
+
+
+@pytest.fixture
+def outputs(tmp_path, monkeypatch):
+    out = tmp_path / "outputs"
+    monkeypatch.setenv("VLSM_OUTPUTS", str(out))
+    monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))
+    return out
+
+
+def _grid(tmp_path: Path) -> Path:
+    path = tmp_path / "suite" / "s.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"notebook: {_notebook(tmp_path)}\ngrid: {{x: [1, 2, 3]}}\n")
+    return path
+
+
+def _metrics(outputs: Path) -> dict[str, dict]:
+    runs = sorted((outputs / "suite" / "s").glob("s__*"))
+    return {r.name: json.loads((r / "metrics.json").read_text()) for r in runs}
+
+
+def test_lean_runs_get_fresh_forked_kernels_and_their_reports(tmp_path, outputs):
+    path = _grid(tmp_path)
+    assert set(run_local(plan([path]), lean=True).values()) == {"complete"}
+    facts = _metrics(outputs)
+    # a fresh process per run, all children of one fork server (not of the runner)
+    assert len({f["pid"] for f in facts.values()}) == 3
+    assert len({f["ppid"] for f in facts.values()}) == 1
+    assert all(f["ppid"] != __import__("os").getpid() for f in facts.values())
+    # each run sees only its own cells' names (nothing leaks from another run or the warm-up)
+    for f in facts.values():  # "facts" is assigned after globals() is read: a leak would show
+        assert "facts" not in f["defined"] and {"os", "json", "x"} <= set(f["defined"])
+        assert f["cwd"] == str(REPO) and f["tqdm"] == "1"
+    for run in (outputs / "suite" / "s").glob("s__*"):
+        assert (run / "notebook.html").is_file() and read_run(run)["status"] == "complete"
+    assert (outputs / "suite" / "s" / "index.html").is_file()
+    assert not list(Path("/tmp").glob("vlsm-fork-*/server.sock"))  # the server is gone
+
+
+def test_lean_and_eager_give_the_same_results(tmp_path, outputs, monkeypatch):
+    path = _grid(tmp_path)
+    run_local(plan([path]), lean=False)
+    eager = _metrics(outputs)
+    monkeypatch.setenv("VLSM_OUTPUTS", str(tmp_path / "lean"))
+    run_local(plan([path]), lean=True)
+    lean = _metrics(tmp_path / "lean")
+    keep = ("x", "tqdm", "torch", "defined", "cwd")
+    assert {k: {f: v[f] for f in keep} for k, v in eager.items()} == {
+        k: {f: v[f] for f in keep} for k, v in lean.items()
+    }
+
+
+def test_a_report_that_fails_to_render_in_the_background_fails_its_run(
+    tmp_path, outputs, monkeypatch
+):
+    import vlsm_lib.report
+
+    def broken(path, *args):
+        raise RuntimeError("no template")
+
+    monkeypatch.setattr(vlsm_lib.report, "render_html", broken)
+    statuses = run_local(plan([_grid(tmp_path)]), lean=True)
+    assert set(statuses.values()) == {"failed"}
+    info = read_run(outputs / "suite" / "s" / "s__x-1")
+    assert info["status"] == "failed" and "HTML rendering failed: no template" in info["error"]
+    assert (outputs / "suite" / "s" / "s__x-1" / "metrics.json").is_file()  # nothing lost
+
+
+def test_warm_code_is_the_notebooks_imports_and_the_model_backend(tmp_path):
+    nb = _notebook(tmp_path)
+    code = kernels.warm_code(nb, "clipseg")
+    assert code.startswith("import os\nimport json\n") and "x = 1" not in code
+    assert "warm_up('clipseg')" in code and "exit_with_runner" in code
+    assert "warm_up" not in kernels.warm_code(nb, "not-a-model")
+    runs = expand(load_study(_grid(tmp_path)), tmp_path / "o", tmp_path / "d")
+    assert kernels.grid_code(runs) == "import os\nimport json"  # once, whatever the runs
+
+
+def test_a_zero_shot_cnn_run_imports_neither_transformers_nor_monai(tmp_path):
+    """Heavy libraries load only where used: a CNN needs no transformers, and surface
+    metrics off need no MONAI (what a zero-shot notebook run of a CNN executes)."""
+    code = (
+        "import sys\n"
+        "from vlsm_lib import plots, steps\n"
+        "from vlsm_lib.evaluate import evaluate_sets\n"
+        "from vlsm_lib.results import METRICS, save_run, summarise\n"
+        "from vlsm_lib.data.synthetic import write_dataset\n"
+        f"write_dataset('synth_polyp', {str(tmp_path)!r}, size=32, counts={{'test': 2}})\n"
+        "model = steps.build_model('unet', 'tiny').eval()\n"
+        f"tests = steps.test_sets({str(tmp_path)!r}, 'synth_polyp', model.preprocess, 'p6', 0)\n"
+        "evaluate_sets(model, tests, surface=False)\n"
+        "print(sorted(m for m in ('transformers', 'monai', 'open_clip') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip().splitlines()[-1] == "[]"
