@@ -162,17 +162,23 @@ def test_concurrent_writers_of_one_key_never_leave_a_partial_file(tmp_path):
         except Exception as err:  # noqa: BLE001 - any failure fails the test below
             errors.append(err)
 
-    def read():
-        for _ in range(60):
+    writing = threading.Event()
+    writing.set()
+
+    def read():  # while the writers write, and once after
+        while writing.is_set() or not reads:
             got = store.get("tower", "k" * 32)
             if got is not None:
                 reads.append(torch.equal(got["0"], value["0"]))
 
-    threads = [threading.Thread(target=write) for _ in range(3)] + [threading.Thread(target=read)]
-    for t in threads:
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    reader = threading.Thread(target=read)
+    for t in [*writers, reader]:
         t.start()
-    for t in threads:
+    for t in writers:
         t.join()
+    writing.clear()
+    reader.join()
     assert not errors and reads and all(reads)
     assert [p.name for p in tmp_path.rglob("*")].count("k" * 32 + ".safetensors") == 1
     assert not list(tmp_path.rglob(".tmp-*"))

@@ -199,7 +199,7 @@ def test_dask_runs_per_gpu_shares_a_gpu_and_pins_each_worker_to_its_own(tmp_path
         (run_dir / "run.json").write_text(json.dumps({"status": "complete"}))
         run = Run("s", "s", "suite", Path("tiny.ipynb"), {}, run_dir)
         for address in workers:
-            done = client.submit(_task, run, False, True, workers=[address], pure=False)
+            done = client.submit(_task, run, False, True, None, workers=[address], pure=False)
             assert done.result() == ("s", "skipped")
         seen = client.run(lambda: __import__("os").environ.get("CUDA_VISIBLE_DEVICES"))
         assert {workers[a]["name"]: gpu for a, gpu in seen.items()} == {0: "0", 1: "1"}

@@ -79,7 +79,13 @@ def _run(args: argparse.Namespace) -> int:
         from vlsm_lib.dask_runner import run_dask
 
         statuses = run_dask(
-            planned, args.force, args.scheduler, args.workers, args.runs_per_gpu, args.gpus
+            planned,
+            args.force,
+            args.scheduler,
+            args.workers,
+            args.runs_per_gpu,
+            args.gpus,
+            lean=not args.eager,
         )
     else:
         statuses = run_local(planned, args.force, lean=not args.eager)
@@ -171,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--eager",
         action="store_true",
-        help="local: no kernels started ahead or forked, reports rendered inline (execute.py)",
+        help="kernels neither forked nor started ahead, reports rendered inline (execute.py)",
     )
     est = run.add_argument_group("estimate (with --dry-run --estimate; formula: estimate.py)")
     est.add_argument("--estimate", action="store_true", help="print the grid's expected hours")

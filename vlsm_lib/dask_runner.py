@@ -21,20 +21,46 @@ per GPU, ``--nthreads N``, its ``CUDA_VISIBLE_DEVICES`` set by whoever starts it
 from __future__ import annotations
 
 import os
+import threading
 
-from vlsm_lib.execute import execute
+from vlsm_lib.execute import Reports, execute
+from vlsm_lib.kernels import KernelPool, grid_code
 from vlsm_lib.progress import Progress
 from vlsm_lib.runner import Run, Study, _index
 
+# Per worker process: its kernel pool (fork server, a kernel started ahead) and its report
+# thread, made by the first lean task, ended by _finish_worker (client.run) after the grid.
+_LEAN: dict = {}
+_LEAN_LOCK = threading.Lock()
 
-def _task(run: Run, force: bool, pin_gpu: bool, *_dependencies) -> tuple[str, str]:
+
+def _task(run: Run, force: bool, pin_gpu: bool, lean: str | None, *_deps) -> tuple[str, str]:
     """Executed on a worker; the dependencies are only there to order the tasks. ``pin_gpu``:
-    the runner's own cluster has a worker per GPU, named 0..n-1: run on the worker's GPU."""
+    the runner's own cluster has a worker per GPU, named 0..n-1: run on the worker's GPU.
+    ``lean``: what the worker's fork server imports (``kernels.grid_code``); None: eager."""
     if pin_gpu:
         from dask.distributed import get_worker
 
         os.environ["CUDA_VISIBLE_DEVICES"] = str(get_worker().name)  # kernels inherit it
-    return run.run_id, execute(run, force)
+    if lean is None:
+        return run.run_id, execute(run, force)
+    with _LEAN_LOCK:
+        if not _LEAN:
+            _LEAN.update(kernels=KernelPool(lean), reports=Reports())
+    # the worker's next task most likely runs a notebook of the same grid: start its kernel
+    _LEAN["kernels"].upcoming = run
+    return run.run_id, execute(run, force, _LEAN["kernels"], _LEAN["reports"])
+
+
+def _finish_worker() -> dict[str, str]:
+    """On each worker after the grid: wait for its reports, stop its kernels and fork server;
+    {run id: rendering error} of the reports that failed."""
+    with _LEAN_LOCK:
+        if not _LEAN:
+            return {}
+        kernels, reports = _LEAN.pop("kernels"), _LEAN.pop("reports")
+    kernels.close()
+    return reports.join()
 
 
 def gpu_share(runs_per_gpu: int) -> float:
@@ -82,9 +108,13 @@ def run_dask(
     workers: int = 1,
     runs_per_gpu: int | None = None,
     gpus: int | None = None,
+    lean: bool = True,
 ) -> dict[str, str]:
     """Execute the plan on Dask (module docstring); {run id: status}. ``runs_per_gpu``: at most
-    that many runs share a GPU; then ``workers`` is not used (one worker per GPU: ``gpus``)."""
+    that many runs share a GPU; then ``workers`` is not used (one worker per GPU: ``gpus``).
+    ``lean``: each worker forks its runs' kernels from its own fork server, starts the next
+    kernel ahead and renders reports in the background (``execute``); the runner waits for
+    every worker's reports before it returns."""
     from dask.distributed import Client, as_completed
 
     cluster = None if scheduler else local_cluster(workers, runs_per_gpu, gpus)
@@ -92,6 +122,8 @@ def run_dask(
     # pin runs to GPUs only on our own cluster with several of them (worker names 0..n-1)
     pin = bool(runs_per_gpu) and cluster is not None and len(cluster.workers) > 1
     resources = {"GPU": gpu_share(runs_per_gpu)} if runs_per_gpu else None
+    code = grid_code([run for _, runs in planned for run in runs]) if lean else None
+    statuses: dict[str, str] = {}
     try:
         if runs_per_gpu and scheduler:
             _check_gpu_workers(client, scheduler)
@@ -104,6 +136,7 @@ def run_dask(
                     run,
                     force,
                     pin,
+                    code,
                     *needed,
                     key=f"run-{run.run_id}",
                     pure=False,
@@ -114,18 +147,21 @@ def run_dask(
             ]
             by_study.setdefault(study.name, []).extend(mine)
             futures += mine
-        statuses, progress = {}, Progress(planned)
+        progress = Progress(planned)
         # submitted: under way or waiting for a worker
         progress.start(*(run.run_id for _, runs in planned for run in runs))
         for future in as_completed(futures):
             rid, status = future.result()
             statuses[rid] = status
             print(progress.finish(rid, status), flush=True)
+        return statuses
+    finally:
+        if lean:  # every worker's reports written, its kernels stopped
+            for failed in client.run(_finish_worker).values():
+                statuses.update(dict.fromkeys(failed, "failed"))
         for _, runs in planned:
             if runs:
                 _index(runs[0])
-        return statuses
-    finally:
         client.close()
         if cluster is not None:
             cluster.close()

@@ -236,6 +236,7 @@ class KernelPool:
         each kernel starts as a new process (and imports ahead of need)."""
         self.ready: Prestarted | None = None
         self.upcoming = None  # the run after the one taking a kernel (set by the runner)
+        self.lock = threading.Lock()  # a Dask worker's threads share one pool
         self.server = ForkServer(fork_code) if fork_code is not None else None
 
     def prepare(self, run) -> None:
@@ -246,11 +247,13 @@ class KernelPool:
     def take(self, run):
         """A started kernel manager for ``run`` (waiting for it when needed), or None; then
         the kernel of ``upcoming`` starts while ``run`` executes."""
-        self.prepare(run)
-        ready, self.ready = self.ready, None
+        with self.lock:
+            self.prepare(run)
+            ready, self.ready = self.ready, None
         km = ready.take()
-        if self.upcoming is not None:
-            self.prepare(self.upcoming)
+        with self.lock:
+            if self.upcoming is not None:
+                self.prepare(self.upcoming)
         return km
 
     def close(self) -> None:

@@ -105,15 +105,14 @@ def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
     idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
     fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.9), squeeze=False)
     model.eval()
-    forward = forward_for(model, len(idx))[0]
-    for ax, i in zip(axes[0], idx):
-        item = dataset[int(i)]
+    items = [dataset[int(i)] for i in idx]
+    with torch.no_grad():  # one batch: the images' features may come from the feature store
+        logits = forward_for(model, len(idx))[0](to_device(default_collate(items), model.device))
+    preds = model.binarize(logits)[:, 0].cpu().numpy()
+    for ax, item, pred in zip(axes[0], items, preds):
         image = np.asarray(
             Image.open(item["img_path"]).convert("RGB").resize(item["pixel_values"].shape[-1:-3:-1])
         )
-        with torch.no_grad():
-            logits = forward(to_device(default_collate([item]), model.device))
-        pred = model.binarize(logits)[0, 0].cpu().numpy()
         ax.imshow(image)
         for mask, colour in ((item["mask"][0].numpy() > 0.5, OUTLINE), (pred, "#ff2bd6")):
             if mask.any():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+from transformers.initialization import no_init_weights
 from transformers.masking_utils import create_causal_mask
 
 from vlsm_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess
@@ -160,6 +161,11 @@ class CLIPSeg(TwoTowerSeg):
         tm = self.net.clip.text_model
         context = getattr(tm, "prompt_context", None)
         if context is None:
+            if attention_mask is not None:
+                # the text tower attends causally: no token after the longest prompt's end token
+                # reaches a pooled end token, so the shared padding is not computed (exact)
+                n = int(attention_mask.sum(dim=1).max())
+                input_ids, attention_mask = input_ids[:, :n], attention_mask[:, :n]
             return self.net.clip.get_text_features(
                 input_ids, attention_mask=attention_mask
             ).pooler_output
@@ -200,7 +206,12 @@ def build(size: str = "paper", weights: str | None = None, head_init: str = "sta
     if size == "tiny" or weights is None:
         if size == "tiny" and weights is not None:
             raise ValueError("tiny CLIPSeg has no public weights; use weights=None")
-        net = CLIPSegForImageSegmentation(tiny_config() if size == "tiny" else paper_config())
+        if size == "tiny":
+            net = CLIPSegForImageSegmentation(tiny_config())
+        else:  # HF's initialisation overwrites torch's defaults: skip those (half the build)
+            with no_init_weights():
+                net = CLIPSegForImageSegmentation(paper_config())
+            net.init_weights()
         if head_init == "stable":
             stable_head_init(net.decoder.transposed_convolution)
         return CLIPSeg(net.eval(), 128 if size == "tiny" else PAPER_SIZE, size)
