@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--gpu", default="", metavar="NAME", help="label for the estimate: H200")
     est.add_argument("--gpu-memory-gb", type=float, help="card memory checked against packing")
     est.add_argument(
-        "--fixed-seconds", type=float, default=3.0, help="fixed cost per run (default 3.0)"
+        "--fixed-seconds", type=float, default=2.0, help="fixed cost per run (default 2.0)"
     )
     est.add_argument(
         "--epochs", type=int, help="expected epochs (default min(max, min_epochs + patience))"

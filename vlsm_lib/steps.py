@@ -107,6 +107,14 @@ def build_model(
     )
 
 
+def inference_model(model: str, size: str, weights: str = "", options: dict | None = None):
+    """``build_model`` for a run that trains nothing (zero-shot, prompt ablation): in eval mode,
+    every parameter frozen, so both towers' features can come from the suite's feature store
+    (``feature_store``) whatever the model's train policy (CRIS's default, ``all``, included);
+    its ``describe()`` counts 0 trainable parameters, which is what the run trains."""
+    return build_model(model, size, weights, options=options).eval().requires_grad_(False)
+
+
 def datasets(data_root, dataset, preprocess, prompt, seed, val_split="val", train_fraction=1.0):
     """(train, val) of a dataset or pooled set; ``train_fraction`` < 1 keeps a seeded, stratified
     part of each member's training split (``data.subset``), the validation split whole."""
