@@ -161,11 +161,6 @@ class CLIPSeg(TwoTowerSeg):
         tm = self.net.clip.text_model
         context = getattr(tm, "prompt_context", None)
         if context is None:
-            if attention_mask is not None:
-                # the text tower attends causally: no token after the longest prompt's end token
-                # reaches a pooled end token, so the shared padding is not computed (exact)
-                n = int(attention_mask.sum(dim=1).max())
-                input_ids, attention_mask = input_ids[:, :n], attention_mask[:, :n]
             return self.net.clip.get_text_features(
                 input_ids, attention_mask=attention_mask
             ).pooler_output
