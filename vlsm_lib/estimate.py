@@ -23,8 +23,9 @@ Per run, in seconds::
   (``evaluate``'s three sweeps; its few qualitative images left out); statistics, medshapes 0.
 
 Shared feature store (``store=True``; ``--no-store``: off, the formula as written): runs whose
-model keeps an image tower of the same weights frozen (zero-shot CLIPSeg-family runs, decoder
-finetunes, evaluations of their checkpoints; BiomedCLIPSeg and -D share a tower) share its
+model keeps an image tower of the same weights frozen (zero-shot and prompt-ablation runs of
+every VLSM, which freeze the whole model; decoder finetunes and the evaluations of their
+checkpoints; BiomedCLIPSeg and -D share a tower) share its
 outputs, so a pass over a split that such a run already encoded only decodes, at
 r_cached_fwd = 3 × cached_img_s (a cached training step is forward + backward, about 3
 forward-equivalents: an approximation). Only the first pass pays r_fwd.
@@ -77,6 +78,13 @@ def _policy(model: str, train: str) -> tuple[str, bool]:
     return built.policy, "image" in built.cacheable_parts()
 
 
+@functools.cache
+def _has_towers(model: str) -> bool:
+    """Whether the model has encoder towers: a run that trains nothing freezes them all
+    (``steps.inference_model``), so they can come from the store."""
+    return bool(create_model(model, size="tiny").encoder_prefixes)
+
+
 def _settings(run) -> dict:
     from vlsm_lib.validate import notebook_defaults
 
@@ -121,6 +129,8 @@ def work(run, by_dir: dict, epochs: int | None = None) -> dict:
     # checkpoint's (domain_shift: load_checkpoint), else the model's default (build_model)
     train = (_trained(weights, by_dir) or ("", ""))[1] if kind == "domain_shift" else ""
     w["policy"], frozen = _policy(p["model"], p.get("train", train) or train)
+    if kind in ("zero_shot", "prompt_ablation"):  # they train nothing: the model is frozen
+        frozen = _has_towers(p["model"])
     if kind == "finetune":
         cached = frozen and not p.get("augment") and p.get("feature_cache") != "off"
         e = min(p["max_epochs"], p["min_epochs"] + p["patience"] if epochs is None else epochs)
