@@ -1,8 +1,10 @@
 """Lean run start: forked kernels started ahead, background reports; the same results as eager."""
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -63,12 +65,13 @@ def _metrics(outputs: Path) -> dict[str, dict]:
 
 def test_lean_runs_get_fresh_forked_kernels_and_their_reports(tmp_path, outputs):
     path = _grid(tmp_path)
+    servers_before = set(Path(tempfile.gettempdir()).glob("vlsm-fork-*"))
     assert set(run_local(plan([path]), lean=True).values()) == {"complete"}
     facts = _metrics(outputs)
     # a fresh process per run, all children of one fork server (not of the runner)
     assert len({f["pid"] for f in facts.values()}) == 3
     assert len({f["ppid"] for f in facts.values()}) == 1
-    assert all(f["ppid"] != __import__("os").getpid() for f in facts.values())
+    assert all(f["ppid"] != os.getpid() for f in facts.values())
     # each run sees only its own cells' names (nothing leaks from another run or the warm-up)
     for f in facts.values():  # "facts" is assigned after globals() is read: a leak would show
         assert "facts" not in f["defined"] and {"os", "json", "x"} <= set(f["defined"])
@@ -76,7 +79,27 @@ def test_lean_runs_get_fresh_forked_kernels_and_their_reports(tmp_path, outputs)
     for run in (outputs / "suite" / "s").glob("s__*"):
         assert (run / "notebook.html").is_file() and read_run(run)["status"] == "complete"
     assert (outputs / "suite" / "s" / "index.html").is_file()
-    assert not list(Path("/tmp").glob("vlsm-fork-*/server.sock"))  # the server is gone
+    # the grid's fork server is gone, its folder removed
+    assert set(Path(tempfile.gettempdir()).glob("vlsm-fork-*")) <= servers_before
+
+
+def test_a_fork_server_whose_runner_is_gone_ends_and_cleans_up(tmp_path):
+    """Even when its runner died during the server's imports (getppid() would then be 1)."""
+    from vlsm_lib import forkserver, locks
+
+    assert forkserver.RUNNER_PID == locks.RUNNER_PID
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    folder = tmp_path / "server"
+    folder.mkdir()
+    env = {**os.environ, locks.RUNNER_PID: str(gone.pid)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "vlsm_lib.forkserver", "serve", str(folder / "s.sock"), "x = 1"],
+        env=env,
+        cwd=REPO,
+    )
+    assert server.wait(timeout=60) == 0
+    assert not folder.exists()
 
 
 def test_lean_and_eager_give_the_same_results(tmp_path, outputs, monkeypatch):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -30,6 +31,7 @@ import threading
 import time
 
 FORK_KERNEL = "vlsm-fork"
+RUNNER_PID = "VLSM_RUNNER_PID"  # as locks.RUNNER_PID (this module imports nothing of vlsm_lib)
 INLINE = "module://matplotlib_inline.backend_inline"
 
 
@@ -62,7 +64,9 @@ def serve(path: str, code: str) -> None:
         print(f"fork server: warm-up failed: {type(err).__name__}: {err}", file=sys.stderr)
     import ipykernel.kernelapp  # noqa: F401 - what every child needs first
 
-    parent = os.getppid()
+    # the runner's pid, as it gave it (a parent that died during the imports above would leave
+    # getppid() at 1, which never dies)
+    parent = int(os.environ.get(RUNNER_PID) or os.getppid())
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path + ".tmp")
@@ -84,6 +88,8 @@ def serve(path: str, code: str) -> None:
                 conn.close()
                 _become_kernel(request)
             conn.sendall(f"{pid}\n".encode())
+    server.close()  # the runner is gone without closing us: clean up after it
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def _reap() -> None:
