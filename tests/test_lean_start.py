@@ -8,7 +8,6 @@ import tempfile
 from pathlib import Path
 
 import nbformat
-import pytest
 
 from vlsm_lib import kernels
 from vlsm_lib.results import read_run
@@ -41,14 +40,6 @@ def _notebook(folder: Path) -> Path:
     path = folder / "facts.ipynb"
     nbformat.write(book, path)
     return path
-
-
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    out = tmp_path / "outputs"
-    monkeypatch.setenv("VLSM_OUTPUTS", str(out))
-    monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))
-    return out
 
 
 def _grid(tmp_path: Path) -> Path:

@@ -39,14 +39,6 @@ def _params(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-@pytest.fixture
-def outputs(tmp_path, monkeypatch):
-    out = tmp_path / "outputs"
-    monkeypatch.setenv("VLSM_OUTPUTS", str(out))
-    monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))
-    return out
-
-
 def test_run_ids_parse_back():
     rid = run_id(
         "finetune",

@@ -100,6 +100,12 @@ class FeatureCache:
             self.towers[part] = tower_key(self.model, part)
         return self.towers[part]
 
+    def _digest(self, key: str, pixels: torch.Tensor) -> str:
+        """An image's input digest, hashed once per image (not on every epoch's lookup)."""
+        if key not in self.digests:
+            self.digests[key] = input_digest(pixels)
+        return self.digests[key]
+
     def _keep(self, key: str, feats: list[torch.Tensor]) -> None:
         """Keep one image's features (each without the batch dimension) in this cache."""
         if not self.allocated:
@@ -134,8 +140,7 @@ class FeatureCache:
                 key = image_ids[i]
                 if key in got:
                     continue
-                digest = self.digests.setdefault(key, input_digest(pixel_values[i]))
-                entry = self.store.get(tower, digest)
+                entry = self.store.get(tower, self._digest(key, pixel_values[i]))
                 if entry is not None:
                     got[key] = [entry[str(k)] for k in range(len(entry))]
                     self.store.hits["image"] += 1
@@ -148,7 +153,7 @@ class FeatureCache:
                 feats = [f[j].detach().float().cpu() for f in fresh]
                 got[image_ids[i]] = feats
                 if self.store is not None:
-                    digest = self.digests.setdefault(image_ids[i], input_digest(pixel_values[i]))
+                    digest = self._digest(image_ids[i], pixel_values[i])
                     self.store.put(
                         self._tower("image"), digest, {str(k): f for k, f in enumerate(feats)}
                     )
@@ -167,11 +172,13 @@ class FeatureCache:
         if "text" not in self.parts:
             return self.model.encode_text(input_ids, attention_mask)
         new = [i for i, p in enumerate(prompts) if p not in self.texts]
+        keys = {}  # the store's key of each new row, hashed once for the lookup and the write
         if new and self.store is not None:
             tower = self._tower("text")
             for i in new:
                 mask = attention_mask[i] if attention_mask is not None else None
-                entry = self.store.get(tower, input_digest(input_ids[i], mask))
+                keys[i] = input_digest(input_ids[i], mask)
+                entry = self.store.get(tower, keys[i])
                 if entry is not None and prompts[i] not in self.texts:
                     self.texts[prompts[i]] = entry["text"]
                     self.store.hits["text"] += 1
@@ -185,9 +192,7 @@ class FeatureCache:
                     continue
                 self.texts[prompts[i]] = emb[j].detach().float().cpu()
                 if self.store is not None:
-                    row_mask = attention_mask[i] if attention_mask is not None else None
-                    key = input_digest(input_ids[i], row_mask)
-                    self.store.put(self._tower("text"), key, {"text": self.texts[prompts[i]]})
+                    self.store.put(self._tower("text"), keys[i], {"text": self.texts[prompts[i]]})
                     self.store.misses["text"] += 1
         return torch.stack([self.texts[p] for p in prompts]).to(input_ids.device)
 
