@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -74,6 +75,33 @@ figure{display:inline-block;margin:4px 8px;font-size:12px;text-align:center}
 img.thumb{max-height:160px;max-width:240px;border:1px solid #d0d7de}"""
 
 
+_EXPORTERS = threading.local()
+
+
+def _exporter():
+    """This thread's HTML exporter, made once: compiling its templates cost about as much as
+    rendering a run's notebook (0.2 s), for every report of a grid."""
+    exporter = getattr(_EXPORTERS, "html", None)
+    if exporter is not None:
+        return exporter
+    from jinja2 import DictLoader  # nbconvert is slow to import; the index writers skip it
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    # Widget views (tqdm.notebook bars) need the CDN widget manager to show anything; without
+    # it their text/plain fallback is the useful rendering, so drop them from the priority.
+    default = HTMLExporter().default_config.NbConvertBase.display_data_priority
+    priority = [m for m in default if m != "application/vnd.jupyter.widget-view+json"]
+    _EXPORTERS.html = HTMLExporter(
+        config=Config({"NbConvertBase": {"display_data_priority": priority}}),
+        template_name="lab",
+        template_file=_TEMPLATE_NAME,
+        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
+        embed_images=True,  # markdown ![](local.png) becomes base64 too
+    )
+    return _EXPORTERS.html
+
+
 def render_html(
     notebook_path: str | os.PathLike, html_path: str | os.PathLike | None = None
 ) -> Path:
@@ -82,24 +110,10 @@ def render_html(
     Default ``html_path`` is the notebook's path with ``.html``. Figures stay inline (base64),
     inputs are shown in foldable ``<details>``, and nothing is loaded over the network.
     """
-    from jinja2 import DictLoader  # nbconvert is slow to import; the index writers skip it
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
-
     notebook_path = Path(notebook_path)
     html_path = Path(html_path) if html_path else notebook_path.with_suffix(".html")
     nb = nbformat.read(notebook_path, as_version=4)
-    # Widget views (tqdm.notebook bars) need the CDN widget manager to show anything; without
-    # it their text/plain fallback is the useful rendering, so drop them from the priority.
-    default = HTMLExporter().default_config.NbConvertBase.display_data_priority
-    priority = [m for m in default if m != "application/vnd.jupyter.widget-view+json"]
-    exporter = HTMLExporter(
-        config=Config({"NbConvertBase": {"display_data_priority": priority}}),
-        template_name="lab",
-        template_file=_TEMPLATE_NAME,
-        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
-        embed_images=True,  # markdown ![](local.png) becomes base64 too
-    )
+    exporter = _exporter()
     # Every run's notebook is called notebook.ipynb; its folder (the run id) is the better title.
     name = notebook_path.stem
     if name == "notebook" and notebook_path.parent.name:
