@@ -207,6 +207,27 @@ def test_biomedclipseg_d_keeps_its_decoder_over_the_base_checkpoint(tmp_path):
         torch.testing.assert_close(value, base.towers.state_dict()[key])
 
 
+def test_clipseg_text_skips_the_shared_padding_exactly():
+    """Causal text attention: the pooled end token never sees the padding after the longest
+    prompt, so encoding without it equals HF's full-length forward (to rounding)."""
+    torch.manual_seed(0)
+    model = create_model("clipseg", size="tiny").eval()
+    ids, mask = model.preprocess.text(["a polyp", "one small pink round polyp at the top", ""])
+    longest = int(mask.sum(1).max())
+    assert longest < ids.shape[1]  # there is padding to skip
+    with torch.no_grad():
+        full = model.net.clip.get_text_features(ids, attention_mask=mask).pooler_output
+        torch.testing.assert_close(model.encode_text(ids, mask), full, atol=1e-5, rtol=1e-5)
+        # and the tower really ran on the shorter sequence
+        seen = []
+        hook = model.net.clip.text_model.embeddings.register_forward_hook(
+            lambda _m, _i, out: seen.append(out.shape[1])
+        )
+        model.encode_text(ids, mask)
+        hook.remove()
+    assert seen == [longest]
+
+
 def test_paper_clipseg_with_random_weights_is_fully_initialised():
     """The paper-size random build runs HF's initialisation only (torch's is skipped): every
     tensor is drawn as by the full construction (same spread), none left as allocated."""
