@@ -14,6 +14,11 @@ rendered in the background). Each variant writes into its own fresh outputs fold
   random weights, built offline) on the same 16 images at ten prompt levels (ten runs).
 - ``finetune``: ten decoder-only finetunes (2 epochs) of paper-size CLIPSeg on 24 training
   images (8 validation, 16 test), differing only in the prompt level.
+- ``demo`` (only when asked: ``--only demo``, about 20 min): the demo study as ``make study``
+  runs it (``vlsm run params/demo --executor dask --workers 2``, one torch thread per worker),
+  off (``--no-store --eager``) then on, each into fresh outputs and data folders (its MedShapes
+  written afresh too); every per-image row of every run compared (Dice and IoU), and the store's
+  hits and misses summed over the on variant's runs.
 
 Wall time is measured from the runner's start to its return: every run ``complete`` and its
 report written (the runner waits for the background reports). Results are compared too: the
@@ -23,12 +28,16 @@ on first, ``finetune`` off first, so that neither variant always runs on a warme
 
     .venv/bin/python benchmarks/grid.py                   # all three (about 40 min, 2 cores)
     .venv/bin/python benchmarks/grid.py --only fixed      # one of them
+    .venv/bin/python benchmarks/grid.py --only demo       # the demo study, off then on
     .venv/bin/python benchmarks/grid.py --quick           # smoke: tiny models, 3 runs each
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -113,17 +122,101 @@ def compare(off: pd.DataFrame, on: pd.DataFrame) -> float:
     return float((both["dice_off"] - both["dice_on"]).abs().max())
 
 
+METRICS = ["dice", "iou"]
+
+
+def run_demo(work: Path, on: bool) -> tuple[float, pd.DataFrame, dict]:
+    """(wall seconds of ``vlsm run params/demo`` as make study runs it, the suite's per-image
+    table, the store's hits and misses summed over its runs)."""
+    from vlsm_lib.results import gather
+
+    name = "on" if on else "off"
+    outputs, data = work / f"demo-out-{name}", work / f"demo-data-{name}"
+    env = {
+        **os.environ,
+        "VLSM_OUTPUTS": str(outputs),
+        "VLSM_DATA": str(data),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+        "HF_HUB_OFFLINE": "1",
+    }
+    env.pop("VLSM_FEATURE_STORE", None)
+    vlsm = Path(sys.executable).with_name("vlsm")
+    cmd = [str(vlsm), "run", "params/demo", "--executor", "dask", "--workers", "2"]
+    cmd += [] if on else ["--no-store", "--eager"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode:
+        raise RuntimeError(f"demo ({name}) exited {done.returncode}:\n{done.stderr[-3000:]}")
+    store: dict[str, int] = {}
+    runs = 0
+    for info_file in sorted((outputs / "demo").rglob("run.json")):
+        info = json.loads(info_file.read_text())
+        if info.get("status") != "complete":
+            raise RuntimeError(f"demo ({name}): {info_file.parent.name} is {info.get('status')}")
+        runs += 1
+        for key, n in (info.get("feature_store") or {}).items():
+            if key.endswith(("_hits", "_misses")):
+                store[key] = store.get(key, 0) + n
+    table = gather(outputs / "demo")
+    # a row's identity: every column that is not a metric and names no path of this variant
+    keep = [
+        c
+        for c in table.columns
+        if table[c].dtype.kind not in "fc"
+        and not table[c].astype(str).str.contains(str(work), regex=False).any()
+    ]
+    return wall, table[keep + METRICS], {"runs": runs, **store}
+
+
+def compare_demo(off: pd.DataFrame, on: pd.DataFrame) -> dict:
+    keys = [c for c in off.columns if c in on.columns and c not in METRICS]
+    both = off.merge(on, on=keys, suffixes=("_off", "_on"))
+    return {
+        "rows_off": len(off),
+        "rows_on": len(on),
+        "rows_matched": len(both),
+        "runs_scored": int(off["run_id"].nunique()),
+        **{
+            f"max_{m}_diff": float((both[f"{m}_off"] - both[f"{m}_on"]).abs().max())
+            for m in METRICS
+        },
+    }
+
+
 def main() -> None:
     p = common.parser(__doc__, "outputs/benchmarks/grid.json")
-    p.add_argument("--only", choices=["fixed", "levels", "finetune"], action="append")
+    p.add_argument("--only", choices=["fixed", "levels", "finetune", "demo"], action="append")
     args = p.parse_args()
     res = common.start(args)
     scenarios = args.only or ["fixed", "levels", "finetune"]
+    if args.quick and "demo" in scenarios:
+        p.error("the demo has no quick form: run --only demo without --quick")
     work = Path(tempfile.mkdtemp(prefix="vlsm-grid-"))
     os.environ["VLSM_DATA"] = str(work / "data")
-    write_data(work / "data", args.quick)
+    if set(scenarios) - {"demo"}:
+        write_data(work / "data", args.quick)
     res["scenarios"] = {}
     for scenario in scenarios:
+        if scenario == "demo":
+            walls, tables = {}, {}
+            for on in (False, True):
+                name = "on" if on else "off"
+                common.log(f"[demo] {name}")
+                walls[name], tables[name], store = run_demo(work, on)
+                common.log(f"[demo] {name}: {walls[name]:.1f} s, {store}")
+            res["scenarios"]["demo"] = {
+                "runs": store["runs"],
+                "off_s": [walls["off"]],
+                "on_s": [walls["on"]],
+                "off_per_run_s": walls["off"] / store["runs"],
+                "on_per_run_s": walls["on"] / store["runs"],
+                "ratio": walls["off"] / walls["on"],
+                "store": store,
+                **compare_demo(tables["off"], tables["on"]),
+            }
+            continue
         path = params(work, scenario, args.quick)
         order = {"fixed": [False, True, True, False], "levels": [True, False]}.get(
             scenario, [False, True]
@@ -161,6 +254,14 @@ def markdown(res: dict) -> str:
             f"| {name} | {s['runs']} | {common.med(s['off_s']):.1f} s ({s['off_per_run_s']:.1f} s) "
             f"| {common.med(s['on_s']):.1f} s ({s['on_per_run_s']:.1f} s) | "
             f"**{s['ratio']:.2f}x** | {s['max_dice_diff']:.2g} |"
+        )
+    demo = res["scenarios"].get("demo")
+    if demo:
+        rows.append(
+            f"\nDemo: {demo['rows_matched']} of {demo['rows_off']} (off) and {demo['rows_on']} "
+            f"(on) per-image rows of {demo['runs_scored']} scoring runs matched; largest Dice "
+            f"difference {demo['max_dice_diff']:.2g}, IoU {demo['max_iou_diff']:.2g}. Store "
+            f"over the on variant's runs: {demo['store']}."
         )
     return (
         "# Grid: feature store and lean start, off against on\n\n"
