@@ -109,12 +109,12 @@ def test_lean_and_eager_give_the_same_results(tmp_path, outputs, monkeypatch):
 def test_a_report_that_fails_to_render_in_the_background_fails_its_run(
     tmp_path, outputs, monkeypatch
 ):
-    import vlsm_lib.report
+    import vlsm_lib.run_page
 
     def broken(path, *args):
         raise RuntimeError("no template")
 
-    monkeypatch.setattr(vlsm_lib.report, "render_html", broken)
+    monkeypatch.setattr(vlsm_lib.run_page, "render_html", broken)
     statuses = run_local(plan([_grid(tmp_path)]), lean=True)
     assert set(statuses.values()) == {"failed"}
     info = read_run(outputs / "suite" / "s" / "s__x-1")

@@ -126,7 +126,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
 
 def _report(run_dir: Path) -> str:
     """Render a run's notebook.html; a rendering error marks the run failed and is returned."""
-    from vlsm_lib.report import render_html
+    from vlsm_lib.run_page import render_html
 
     try:
         render_html(run_dir / "notebook.ipynb")

@@ -1,9 +1,7 @@
-"""HTML reports: one page per executed run notebook, an index per study, one for all studies.
+"""HTML reports: an index per study, one for all studies (each run's page: ``run_page.py``).
 
 Pages must open from a laptop, an archive or an air-gapped cluster, so each one stands alone:
-CSS is inline, report figures are inline base64, index thumbnails are relative files, and no
-page fetches anything from the network (nbconvert's defaults pull require.js, MathJax, mermaid
-and the widget manager from CDNs; those are switched off here).
+CSS is inline, thumbnails are relative files, and no page fetches anything from the network.
 
 Layout (see README): ``outputs/<suite>/<study>/<run_id>/{notebook.ipynb, run.json,
 metrics.json, notebook.html}``, ``outputs/<suite>/<study>/index.html``, ``outputs/index.html``.
@@ -17,13 +15,10 @@ import json
 import math
 import os
 import re
-import threading
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
-
-import nbformat
 
 from vlsm_lib import progress
 from vlsm_lib.files import write_text
@@ -35,35 +30,6 @@ KEY_METRICS = ("dice", "iou", "hd95", "nsd", "n_images")
 # the other varying ones (weights, checkpoint, lr, ...) are long and rarely read: after links.
 ID_PARAMS = ("model", "dataset", "prompt", "seed", "train", "size", "train_fraction", "test_sets")
 
-# Child of the lab template. The blanked head blocks are the ones that load CDN scripts (math
-# then stays readable TeX source); the empty favicon stops browsers requesting /favicon.ico;
-# code inputs sit in an open <details> so readers can fold them away without any JavaScript.
-_TEMPLATE_NAME = "vlsm_report.html.j2"
-_TEMPLATE = """{%- extends 'index.html.j2' -%}
-{%- block html_head_js -%}<link rel="icon" href="data:,">{%- endblock html_head_js -%}
-{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
-{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
-{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
-{%- block extra_css -%}<style type="text/css">
-details.vlsm-code > summary { cursor: pointer; color: #888; font-size: 11px; margin-left: 1em; }
-details.vlsm-code:not([open]) > summary::after { content: " (hidden)"; }
-</style>{%- endblock extra_css -%}
-{% block input_group -%}
-<details class="vlsm-code" open><summary>code</summary>
-{{ super() }}
-</details>
-{%- endblock input_group %}
-"""
-
-# Safety net for content the template does not control (HTML outputs, markdown images): a
-# remote src/href on a tag that *loads* it is renamed, so the URL stays visible in the source
-# but the browser never fetches it. Plain <a> links are left alone: following one is a choice.
-_REMOTE_LOAD = re.compile(
-    r"(<(?:script|link|img|iframe|source|video|audio|embed|object)\b[^>]*?\s)"
-    r"(src|href|data)(\s*=\s*[\"']?)(?=(?:https?:)?//)",
-    re.IGNORECASE,
-)
-
 _CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
@@ -73,54 +39,6 @@ th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
 td.note{color:#cf222e;font-family:monospace;font-size:12px;max-width:40em}
 figure{display:inline-block;margin:4px 8px;font-size:12px;text-align:center}
 img.thumb{max-height:160px;max-width:240px;border:1px solid #d0d7de}"""
-
-
-_EXPORTERS = threading.local()
-
-
-def _exporter():
-    """This thread's HTML exporter, made once: compiling its templates cost about as much as
-    rendering a run's notebook (0.2 s), for every report of a grid."""
-    exporter = getattr(_EXPORTERS, "html", None)
-    if exporter is not None:
-        return exporter
-    from jinja2 import DictLoader  # nbconvert is slow to import; the index writers skip it
-    from nbconvert import HTMLExporter
-    from traitlets.config import Config
-
-    # Widget views (tqdm.notebook bars) need the CDN widget manager to show anything; without
-    # it their text/plain fallback is the useful rendering, so drop them from the priority.
-    default = HTMLExporter().default_config.NbConvertBase.display_data_priority
-    priority = [m for m in default if m != "application/vnd.jupyter.widget-view+json"]
-    _EXPORTERS.html = HTMLExporter(
-        config=Config({"NbConvertBase": {"display_data_priority": priority}}),
-        template_name="lab",
-        template_file=_TEMPLATE_NAME,
-        extra_loaders=[DictLoader({_TEMPLATE_NAME: _TEMPLATE})],
-        embed_images=True,  # markdown ![](local.png) becomes base64 too
-    )
-    return _EXPORTERS.html
-
-
-def render_html(
-    notebook_path: str | os.PathLike, html_path: str | os.PathLike | None = None
-) -> Path:
-    """Render an executed notebook to a self-contained, offline HTML page; return its path.
-
-    Default ``html_path`` is the notebook's path with ``.html``. Figures stay inline (base64),
-    inputs are shown in foldable ``<details>``, and nothing is loaded over the network.
-    """
-    notebook_path = Path(notebook_path)
-    html_path = Path(html_path) if html_path else notebook_path.with_suffix(".html")
-    nb = nbformat.read(notebook_path, as_version=4)
-    exporter = _exporter()
-    # Every run's notebook is called notebook.ipynb; its folder (the run id) is the better title.
-    name = notebook_path.stem
-    if name == "notebook" and notebook_path.parent.name:
-        name = notebook_path.parent.name
-    resources = {"metadata": {"name": name, "path": str(notebook_path.parent)}}
-    body, _ = exporter.from_notebook_node(nb, resources=resources)
-    return write_text(html_path, _REMOTE_LOAD.sub(r"\1data-offline-\2\3", body))
 
 
 def _load_json(path: Path) -> dict | None:
