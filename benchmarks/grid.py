@@ -26,7 +26,7 @@ largest per-image Dice difference between off and on over every run. ``fixed`` r
 variants in the order off, on, on, off (medians); the paper-size grids once each, ``levels``
 on first, ``finetune`` off first, so that neither variant always runs on a warmer machine.
 
-    .venv/bin/python benchmarks/grid.py                   # all three (about 40 min, 2 cores)
+    .venv/bin/python benchmarks/grid.py                   # all three (20-40 min on 2 cores)
     .venv/bin/python benchmarks/grid.py --only fixed      # one of them
     .venv/bin/python benchmarks/grid.py --only demo       # the demo study, off then on
     .venv/bin/python benchmarks/grid.py --quick           # smoke: tiny models, 3 runs each
