@@ -34,7 +34,6 @@ on first, ``finetune`` off first, so that neither variant always runs on a warme
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -114,28 +113,47 @@ def run_grid(params_file: Path, outputs: Path, on: bool) -> tuple[float, pd.Data
     return wall, gather(study)
 
 
-def compare(off: pd.DataFrame, on: pd.DataFrame) -> float:
-    keys = ["run_id", "test_set", "image_id"]
-    both = off.merge(on, on=keys, suffixes=("_off", "_on"))
-    if len(both) != len(off) or len(both) != len(on):
-        raise RuntimeError("off and on scored different images")
-    return float((both["dice_off"] - both["dice_on"]).abs().max())
-
-
 METRICS = ["dice", "iou"]
+
+
+def compare(off: pd.DataFrame, on: pd.DataFrame, keys: list[str] | None = None) -> dict:
+    """Rows of each side, rows matched on ``keys`` (default: every column both share but the
+    metrics), and the largest difference of each metric over the matched rows."""
+    keys = keys or [c for c in off.columns if c in on.columns and c not in METRICS]
+    both = off.merge(on, on=keys, suffixes=("_off", "_on"))
+    return {
+        "rows_off": len(off),
+        "rows_on": len(on),
+        "rows_matched": len(both),
+        **{
+            f"max_{m}_diff": float((both[f"{m}_off"] - both[f"{m}_on"]).abs().max())
+            for m in METRICS
+        },
+    }
+
+
+def timing(off_s: list[float], on_s: list[float], runs: int) -> dict:
+    """A scenario's times: each variant's walls, the medians per run and their ratio."""
+    off, on = common.med(off_s), common.med(on_s)
+    return {
+        "runs": runs,
+        "off_s": off_s,
+        "on_s": on_s,
+        "off_per_run_s": off / runs,
+        "on_per_run_s": on / runs,
+        "ratio": off / on,
+    }
 
 
 def run_demo(work: Path, on: bool) -> tuple[float, pd.DataFrame, dict]:
     """(wall seconds of ``vlsm run params/demo`` as make study runs it, the suite's per-image
     table, the store's hits and misses summed over its runs)."""
-    from vlsm_lib.results import gather
-
     name = "on" if on else "off"
-    outputs, data = work / f"demo-out-{name}", work / f"demo-data-{name}"
+    outputs = work / f"demo-out-{name}"
     env = {
         **os.environ,
         "VLSM_OUTPUTS": str(outputs),
-        "VLSM_DATA": str(data),
+        "VLSM_DATA": str(work / f"demo-data-{name}"),
         "OMP_NUM_THREADS": "1",
         "PYTHONHASHSEED": "0",
         "HF_HUB_OFFLINE": "1",
@@ -149,40 +167,31 @@ def run_demo(work: Path, on: bool) -> tuple[float, pd.DataFrame, dict]:
     wall = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"demo ({name}) exited {done.returncode}:\n{done.stderr[-3000:]}")
-    store: dict[str, int] = {}
-    runs = 0
-    for info_file in sorted((outputs / "demo").rglob("run.json")):
-        info = json.loads(info_file.read_text())
+    return (wall, *demo_results(outputs / "demo", work))
+
+
+def demo_results(suite: Path, work: Path) -> tuple[pd.DataFrame, dict]:
+    """The suite's per-image table without the columns that name a path under ``work`` (they
+    differ between the variants), and its runs' store hits and misses summed."""
+    from vlsm_lib.results import gather, read_run
+
+    store: dict[str, int] = {"runs": 0}
+    for run_dir in sorted(f.parent for f in suite.rglob("run.json")):
+        info = read_run(run_dir)
         if info.get("status") != "complete":
-            raise RuntimeError(f"demo ({name}): {info_file.parent.name} is {info.get('status')}")
-        runs += 1
+            raise RuntimeError(f"demo: {run_dir.name} is {info.get('status')}")
+        store["runs"] += 1
         for key, n in (info.get("feature_store") or {}).items():
             if key.endswith(("_hits", "_misses")):
                 store[key] = store.get(key, 0) + n
-    table = gather(outputs / "demo")
-    # a row's identity: every column that is not a metric and names no path of this variant
+    table = gather(suite)
     keep = [
         c
         for c in table.columns
         if table[c].dtype.kind not in "fc"
         and not table[c].astype(str).str.contains(str(work), regex=False).any()
     ]
-    return wall, table[keep + METRICS], {"runs": runs, **store}
-
-
-def compare_demo(off: pd.DataFrame, on: pd.DataFrame) -> dict:
-    keys = [c for c in off.columns if c in on.columns and c not in METRICS]
-    both = off.merge(on, on=keys, suffixes=("_off", "_on"))
-    return {
-        "rows_off": len(off),
-        "rows_on": len(on),
-        "rows_matched": len(both),
-        "runs_scored": int(off["run_id"].nunique()),
-        **{
-            f"max_{m}_diff": float((both[f"{m}_off"] - both[f"{m}_on"]).abs().max())
-            for m in METRICS
-        },
-    }
+    return table[keep + METRICS], store
 
 
 def main() -> None:
@@ -207,14 +216,10 @@ def main() -> None:
                 walls[name], tables[name], store = run_demo(work, on)
                 common.log(f"[demo] {name}: {walls[name]:.1f} s, {store}")
             res["scenarios"]["demo"] = {
-                "runs": store["runs"],
-                "off_s": [walls["off"]],
-                "on_s": [walls["on"]],
-                "off_per_run_s": walls["off"] / store["runs"],
-                "on_per_run_s": walls["on"] / store["runs"],
-                "ratio": walls["off"] / walls["on"],
+                **timing([walls["off"]], [walls["on"]], store["runs"]),
                 "store": store,
-                **compare_demo(tables["off"], tables["on"]),
+                "runs_scored": int(tables["off"]["run_id"].nunique()),
+                **compare(tables["off"], tables["on"]),
             }
             continue
         path = params(work, scenario, args.quick)
@@ -230,16 +235,12 @@ def main() -> None:
             times[name].append(wall)
             tables[name] = table
             common.log(f"[{scenario}] {name}: {wall:.1f} s")
-        runs = tables["on"]["run_id"].nunique()
-        off_s, on_s = common.med(times["off"]), common.med(times["on"])
+        same = compare(tables["off"], tables["on"], ["run_id", "test_set", "image_id"])
+        if not same["rows_off"] == same["rows_on"] == same["rows_matched"]:
+            raise RuntimeError(f"{scenario}: off and on scored different images: {same}")
         res["scenarios"][scenario] = {
-            "runs": runs,
-            "off_s": times["off"],
-            "on_s": times["on"],
-            "off_per_run_s": off_s / runs,
-            "on_per_run_s": on_s / runs,
-            "ratio": off_s / on_s,
-            "max_dice_diff": compare(tables["off"], tables["on"]),
+            **timing(times["off"], times["on"], tables["on"]["run_id"].nunique()),
+            "max_dice_diff": same["max_dice_diff"],
         }
     common.finish(res, args.out, markdown)
 
