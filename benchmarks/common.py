@@ -29,11 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from vlsm_lib import runtime, train  # noqa: E402
-from vlsm_lib.config import TrainConfig  # noqa: E402
 from vlsm_lib.data.dataset import load_dataset  # noqa: E402
-from vlsm_lib.data.synthetic import write_dataset  # noqa: E402
+from vlsm_lib.data.medshapes.synthetic import write_dataset  # noqa: E402
+from vlsm_lib.engine.config import TrainConfig  # noqa: E402
+from vlsm_lib.engine.metrics import confusion, dice_from_counts  # noqa: E402
 from vlsm_lib.files import write_json, write_text  # noqa: E402
-from vlsm_lib.metrics import confusion, dice_from_counts  # noqa: E402
 from vlsm_lib.models import create_model  # noqa: E402
 
 PROMPT = "p6"  # "one tiny pink oval polyp, located in top of the image": a real-length prompt

@@ -7,7 +7,8 @@ CLIPSeg, batch 16, 128 px, 32 images): fit's seconds per step (its history rows'
 fills the cache; that one is reported as "fill"), interleaved with a bare decoder-only step on
 precomputed features (``train.step`` over ``model.decode``: no data loading, no cache lookup),
 the floor of any cached step. At matmul precision "medium" (the reference's; fit runs it as
-"highest" on a CPU without bf16 instructions, ``vlsm_lib.runtime.matmul_precision``), "highest",
+"highest" on a CPU without bf16 instructions,
+``vlsm_lib.engine.runtime.matmul_precision``), "highest",
 and "medium_forced": fit as on a CPU with bf16 units (``runtime.cpu_has_fast_bf16`` patched to
 True), i.e. torch's own "medium" (emulated bf16 on a CPU without them). Then torch.profiler's
 top operators of two bare decoder steps.
@@ -26,8 +27,8 @@ import common
 import torch
 from common import log, med
 
-from vlsm_lib import runtime
-from vlsm_lib.config import TrainConfig
+from vlsm_lib.engine import runtime
+from vlsm_lib.engine.config import TrainConfig
 from vlsm_lib.models import create_model
 
 PRECISIONS = ("medium", "highest", "medium_forced")
@@ -134,7 +135,7 @@ def markdown(res: dict) -> str:
         "(train.step over model.decode; no data loading), the floor of a cached step.",
         "",
         "Precision: asked for (TrainConfig.matmul_precision) -> applied "
-        '(vlsm_lib.runtime.matmul_precision: "highest" for reduced precisions on a CPU '
+        '(vlsm_lib.engine.runtime.matmul_precision: "highest" for reduced precisions on a CPU '
         'without bf16 instructions); medium_forced: torch\'s own "medium" regardless.',
         "",
         "| matmul precision | off | memory | fill epoch | decoder | **off / memory** | "

@@ -45,9 +45,9 @@ import common
 import torch
 from common import log, med
 
-from vlsm_lib import runtime, train
-from vlsm_lib.config import TrainConfig
-from vlsm_lib.losses import make_loss
+from vlsm_lib.engine import runtime, train
+from vlsm_lib.engine.config import TrainConfig
+from vlsm_lib.engine.losses import make_loss
 from vlsm_lib.models import create_model
 
 TARGET, GOAL = 1.10, 1.05  # fit / bare per step: acceptable, aimed at

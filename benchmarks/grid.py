@@ -44,7 +44,7 @@ from pathlib import Path
 import common
 import pandas as pd
 
-from vlsm_lib.data.synthetic import write_dataset
+from vlsm_lib.data.medshapes.synthetic import write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 LEVELS = [f"p{i}" for i in range(10)]
@@ -90,8 +90,8 @@ def write_data(root: Path, quick: bool) -> None:
 
 def run_grid(params_file: Path, outputs: Path, on: bool) -> tuple[float, pd.DataFrame]:
     """(wall seconds of run_local, the grid's per-image table)."""
+    from vlsm_lib.grid.runner import plan, run_local
     from vlsm_lib.results import gather
-    from vlsm_lib.runner import plan, run_local
 
     os.environ["VLSM_OUTPUTS"] = str(outputs)
     if on:

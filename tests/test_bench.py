@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from vlsm_lib import bench, cli, runtime
-from vlsm_lib.config import TrainConfig
+from vlsm_lib import cli
+from vlsm_lib.engine import bench, runtime
+from vlsm_lib.engine.config import TrainConfig
 from vlsm_lib.models import create_model
 
 KEYS = {

@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from vlsm_lib import paths, steps
+from vlsm_lib import paths
 from vlsm_lib.cli import main
 from vlsm_lib.data import build
 from vlsm_lib.data.importer import import_folder
 from vlsm_lib.data.io import DataError
+from vlsm_lib.notebook import verbs
 
 
 def _mri() -> np.ndarray:
@@ -120,9 +121,9 @@ def test_check_flags_copies_and_a_leak_and_exits_1(imported, tmp_path, capsys):
     )
     assert "brain_copy: copy: 16 of its 16 images are brain_mri's" in out
     with pytest.raises(DataError, match="found .*leak.*allow_leaks=True"):
-        steps.check_leaks(tmp_path, False, "brain_mri")
-    assert steps.check_leaks(tmp_path, True, "brain_mri") == ["brain_mri"]
-    steps.check_leaks(tmp_path, False, "brain_copy")  # copies are flagged, not leaks
+        verbs.check_leaks(tmp_path, False, "brain_mri")
+    assert verbs.check_leaks(tmp_path, True, "brain_mri") == ["brain_mri"]
+    verbs.check_leaks(tmp_path, False, "brain_copy")  # copies are flagged, not leaks
 
 
 def test_bad_masks_are_skipped_and_listed_and_an_empty_source_is_an_error(tmp_path):

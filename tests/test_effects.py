@@ -6,11 +6,12 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from vlsm_lib import effects, figures, qualitative, stats, tables
+from vlsm_lib.analysis import effects, figures, stats, tables
+from vlsm_lib.data.medshapes.synthetic import write_dataset
 from vlsm_lib.data.oracle import is_oracle
-from vlsm_lib.data.synthetic import write_dataset
-from vlsm_lib.evaluate import other_class_prompt, prompt_use_sweep
+from vlsm_lib.engine.evaluate import other_class_prompt, prompt_use_sweep
 from vlsm_lib.models import create_model
+from vlsm_lib.notebook import qualitative
 
 RNG = np.random.default_rng(1)
 N = 16

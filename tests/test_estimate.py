@@ -8,8 +8,8 @@ import pytest
 
 from vlsm_lib import paths
 from vlsm_lib.cli import main
-from vlsm_lib.estimate import estimate, report
-from vlsm_lib.runner import plan
+from vlsm_lib.grid.estimate import estimate, report
+from vlsm_lib.grid.runner import plan
 
 REPO = paths.REPO_ROOT
 # images/s and peak MiB, made up to keep the arithmetic by hand simple

@@ -192,7 +192,7 @@ def test_a_finetune_killed_mid_training_resumes_to_the_same_result(tmp_path):
 
     import pandas as pd
 
-    from vlsm_lib.data.synthetic import write_dataset
+    from vlsm_lib.data.medshapes.synthetic import write_dataset
     from vlsm_lib.results import gather
 
     data = tmp_path / "data"
@@ -306,8 +306,8 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_no_result(tmp_path, monk
 def test_a_grid_under_way_shows_in_the_root_index(tmp_path):
     from types import SimpleNamespace
 
-    from vlsm_lib import progress
-    from vlsm_lib.report import write_root_index
+    from vlsm_lib.grid import progress
+    from vlsm_lib.reports.index import write_root_index
 
     runs = [
         SimpleNamespace(run_id=f"r{i}", run_dir=tmp_path / "demo" / "s" / f"r{i}") for i in range(3)
@@ -354,8 +354,8 @@ def test_a_grid_warns_when_the_disk_is_short(study, monkeypatch):
     import shutil
     from collections import namedtuple
 
-    from vlsm_lib import progress
-    from vlsm_lib.runner import plan
+    from vlsm_lib.grid import progress
+    from vlsm_lib.grid.runner import plan
 
     tmp_path, _ = study
     planned = plan([tmp_path / "faults" / "logged.yaml"], outputs=tmp_path / "out")

@@ -6,16 +6,16 @@ import threading
 import pytest
 import torch
 
-from vlsm_lib import feature_store
-from vlsm_lib.config import TrainConfig
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.synthetic import write_dataset
-from vlsm_lib.evaluate import evaluate, prompt_sweep
-from vlsm_lib.feature_store import FeatureStore, tower_key
-from vlsm_lib.features import FeatureCache, forward_for
+from vlsm_lib.data.medshapes.synthetic import write_dataset
+from vlsm_lib.engine import feature_store
+from vlsm_lib.engine.config import TrainConfig
+from vlsm_lib.engine.evaluate import evaluate, prompt_sweep
+from vlsm_lib.engine.feature_cache import FeatureCache, forward_for
+from vlsm_lib.engine.feature_store import FeatureStore, tower_key
+from vlsm_lib.engine.train import fit
 from vlsm_lib.models import create_model
 from vlsm_lib.results import save_run
-from vlsm_lib.train import fit
 
 
 @pytest.fixture(scope="module")

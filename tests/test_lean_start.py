@@ -9,9 +9,9 @@ from pathlib import Path
 
 import nbformat
 
-from vlsm_lib import kernels
+from vlsm_lib.grid import kernels
+from vlsm_lib.grid.runner import expand, load_study, plan, run_local
 from vlsm_lib.results import read_run
-from vlsm_lib.runner import expand, load_study, plan, run_local
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,7 +76,8 @@ def test_lean_runs_get_fresh_forked_kernels_and_their_reports(tmp_path, outputs)
 
 def test_a_fork_server_whose_runner_is_gone_ends_and_cleans_up(tmp_path):
     """Even when its runner died during the server's imports (getppid() would then be 1)."""
-    from vlsm_lib import forkserver, locks
+    from vlsm_lib import locks
+    from vlsm_lib.grid import forkserver
 
     assert forkserver.RUNNER_PID == locks.RUNNER_PID
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -85,7 +86,14 @@ def test_a_fork_server_whose_runner_is_gone_ends_and_cleans_up(tmp_path):
     folder.mkdir()
     env = {**os.environ, locks.RUNNER_PID: str(gone.pid)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "vlsm_lib.forkserver", "serve", str(folder / "s.sock"), "x = 1"],
+        [
+            sys.executable,
+            "-m",
+            "vlsm_lib.grid.forkserver",
+            "serve",
+            str(folder / "s.sock"),
+            "x = 1",
+        ],
         env=env,
         cwd=REPO,
     )
@@ -109,12 +117,12 @@ def test_lean_and_eager_give_the_same_results(tmp_path, outputs, monkeypatch):
 def test_a_report_that_fails_to_render_in_the_background_fails_its_run(
     tmp_path, outputs, monkeypatch
 ):
-    import vlsm_lib.run_page
+    import vlsm_lib.reports.run_page
 
     def broken(path, *args):
         raise RuntimeError("no template")
 
-    monkeypatch.setattr(vlsm_lib.run_page, "render_html", broken)
+    monkeypatch.setattr(vlsm_lib.reports.run_page, "render_html", broken)
     statuses = run_local(plan([_grid(tmp_path)]), lean=True)
     assert set(statuses.values()) == {"failed"}
     info = read_run(outputs / "suite" / "s" / "s__x-1")
@@ -138,9 +146,9 @@ def test_a_zero_shot_cnn_run_imports_neither_transformers_nor_monai(tmp_path):
     code = (
         "import sys\n"
         "from vlsm_lib import plots, steps\n"
-        "from vlsm_lib.evaluate import evaluate_sets\n"
+        "from vlsm_lib.engine.evaluate import evaluate_sets\n"
         "from vlsm_lib.results import METRICS, save_run, summarise\n"
-        "from vlsm_lib.data.synthetic import write_dataset\n"
+        "from vlsm_lib.data.medshapes.synthetic import write_dataset\n"
         f"write_dataset('synth_polyp', {str(tmp_path)!r}, size=32, counts={{'test': 2}})\n"
         "model = steps.build_model('unet', 'tiny').eval()\n"
         f"tests = steps.test_sets({str(tmp_path)!r}, 'synth_polyp', model.preprocess, 'p6', 0)\n"

@@ -6,7 +6,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss
 
-from vlsm_lib.losses import LOSSES, bce_loss, dice_bce_loss, dice_loss, make_loss
+from vlsm_lib.engine.losses import LOSSES, bce_loss, dice_bce_loss, dice_loss, make_loss
 
 SMOOTH = 1e-5
 

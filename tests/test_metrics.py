@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from vlsm_lib.metrics import confusion, dice_from_counts, hd95, image_metrics, iou_from_counts, nsd
+from vlsm_lib.engine.metrics import (
+    confusion,
+    dice_from_counts,
+    hd95,
+    image_metrics,
+    iou_from_counts,
+    nsd,
+)
 
 
 def _metrics(pred, target, **kwargs):

@@ -9,11 +9,12 @@ import pandas as pd
 import papermill
 import pytest
 
-from vlsm_lib import paths, steps
-from vlsm_lib.config import TrainConfig, finetune_config
+from vlsm_lib import paths
+from vlsm_lib.engine.config import TrainConfig, finetune_config
 from vlsm_lib.files import write_json
+from vlsm_lib.grid.runner import plan, run_local
+from vlsm_lib.notebook import verbs
 from vlsm_lib.results import gather, read_run
-from vlsm_lib.runner import plan, run_local
 
 NOTEBOOKS = sorted((paths.REPO_ROOT / "notebooks").glob("*.ipynb"))
 SUITES = ["smoke", "demo", "paper"]
@@ -84,9 +85,9 @@ def test_finetune_parameters_are_the_run_keys_and_every_train_config_field():
 def test_notebook_params_names_come_from_the_runner_or_from_papermill(tmp_path):
     namespace = {"run_dir": tmp_path, "seed": 1, "lr": 0.1, "helper": 3}
     write_json(tmp_path / "run.json", {"parameter_names": ["seed", "lr"]})  # as the runner does
-    assert steps.notebook_params(namespace, "notebooks/finetune.ipynb") == {"seed": 1, "lr": 0.1}
+    assert verbs.notebook_params(namespace, "notebooks/finetune.ipynb") == {"seed": 1, "lr": 0.1}
     (tmp_path / "run.json").unlink()  # a kernel started by hand: papermill inspects the notebook
-    found = steps.notebook_params(namespace, "notebooks/finetune.ipynb")
+    found = verbs.notebook_params(namespace, "notebooks/finetune.ipynb")
     assert found == {"run_dir": tmp_path, "seed": 1, "lr": 0.1}
 
 
@@ -98,12 +99,12 @@ def test_interactive_defaults_name_runs_of_the_demo(tmp_path, monkeypatch):
     named = []
     for path in NOTEBOOKS:
         for value in _defaults(path).values():
-            if isinstance(value, str) and steps.OUTPUTS in value:
-                named.append(value.replace(steps.OUTPUTS, str(tmp_path)))
+            if isinstance(value, str) and verbs.OUTPUTS in value:
+                named.append(value.replace(verbs.OUTPUTS, str(tmp_path)))
     assert named and set(named) <= run_dirs
     with pytest.raises(FileNotFoundError, match="run `make study` first"):
-        steps.resolve(f"{steps.OUTPUTS}/demo/finetune/none")
-    assert steps.resolve("pretrained") == "pretrained" and steps.resolve("") == ""
+        verbs.resolve(f"{verbs.OUTPUTS}/demo/finetune/none")
+    assert verbs.resolve("pretrained") == "pretrained" and verbs.resolve("") == ""
 
 
 @pytest.mark.parametrize("suite", SUITES)

@@ -1,4 +1,5 @@
-"""vlsm_lib.ranking: models compared within one setting, against scipy / scikit-posthocs."""
+"""vlsm_lib.analysis.ranking: models compared within one setting, against scipy and
+scikit-posthocs."""
 
 import numpy as np
 import pandas as pd
@@ -6,7 +7,7 @@ import pytest
 import scikit_posthocs as sp
 from scipy import stats as sps
 
-from vlsm_lib import figures, ranking
+from vlsm_lib.analysis import figures, ranking
 
 RNG = np.random.default_rng(1)
 SCORES = {"unet": RNG.uniform(0.6, 1.0, 15), "cris": RNG.uniform(0.4, 0.9, 15)}

@@ -20,8 +20,8 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from vlsm_lib.report import write_root_index, write_study_index
-from vlsm_lib.run_page import render_html
+from vlsm_lib.reports.index import write_root_index, write_study_index
+from vlsm_lib.reports.run_page import render_html
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the non-GUI backend)

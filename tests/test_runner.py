@@ -8,8 +8,8 @@ import pytest
 
 from vlsm_lib import paths
 from vlsm_lib.cli import main
+from vlsm_lib.grid.runner import expand, load_study, plan, run_local
 from vlsm_lib.results import parse_run_id, read_run, run_id
-from vlsm_lib.runner import expand, load_study, plan, run_local
 
 
 def _notebook(folder: Path) -> Path:
@@ -104,7 +104,8 @@ def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs
     assert statuses == {"s__fail-False": "complete", "s__fail-True": "failed"}
     failed = read_run(outputs / "suite" / "s" / "s__fail-True")
     assert failed["status"] == "failed" and "asked to fail" in failed["error"]
-    # the notebook's parameter names (papermill's inspection) for vlsm_lib.steps.notebook_params
+    # the notebook's parameter names (papermill's inspection), for
+    # vlsm_lib.notebook.verbs.notebook_params
     done = read_run(outputs / "suite" / "s" / "s__fail-False")
     names = ["x", "fail", "run_dir", "data_root"]
     assert done["parameter_names"] == failed["parameter_names"] == names
@@ -117,7 +118,7 @@ def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs
 
 
 def test_dask_local_cluster_runs_studies_in_dependency_order(tmp_path, outputs):
-    from vlsm_lib.dask_runner import run_dask
+    from vlsm_lib.grid.cluster import run_dask
 
     nb = _notebook(tmp_path)
     first = _params(tmp_path, "first", f"notebook: {nb}\ngrid: {{x: [1, 2]}}\n")
@@ -135,7 +136,7 @@ def test_dask_submits_higher_priority_studies_first(tmp_path, outputs, monkeypat
     """``priority:`` reaches Dask: a study's runs outrank lower studies, grid order inside."""
     from dask.distributed import Client
 
-    from vlsm_lib.dask_runner import run_dask
+    from vlsm_lib.grid.cluster import run_dask
 
     nb = _notebook(tmp_path)
     low = _params(tmp_path, "low", f"notebook: {nb}\n")
@@ -161,8 +162,8 @@ def test_dask_runs_per_gpu_shares_a_gpu_and_pins_each_worker_to_its_own(tmp_path
 
     from dask.distributed import Client
 
-    from vlsm_lib.dask_runner import _task, gpu_share, local_cluster
-    from vlsm_lib.runner import Run
+    from vlsm_lib.grid.cluster import _task, gpu_share, local_cluster
+    from vlsm_lib.grid.runner import Run
 
     def meet(me: int) -> bool:  # in flight until the other task is too (or 20 s passed)
         (tmp_path / f"in-{me}").touch()
@@ -200,7 +201,7 @@ def test_dask_runs_per_gpu_shares_a_gpu_and_pins_each_worker_to_its_own(tmp_path
 def test_dask_gpu_shares_fit_exactly_n_runs_per_gpu():
     """N shares of a GPU fit on GPU=1 and N + 1 do not, for every N (1/9 x 9 adds up to more
     than 1 in floating point; Dask subtracts each task's share from what is left)."""
-    from vlsm_lib.dask_runner import gpu_share
+    from vlsm_lib.grid.cluster import gpu_share
 
     for n in range(1, 65):
         left, fitted = 1.0, 0

@@ -1,4 +1,5 @@
-"""vlsm_lib.runtime: nothing on import; where applied, denormals flushed on every torch thread
+"""vlsm_lib.engine.runtime: nothing on import; where applied, denormals flushed on every torch
+thread
 and glibc keeping large blocks."""
 
 import json
@@ -19,8 +20,8 @@ UNDERFLOW = """
 import json, os, torch
 torch.set_num_threads(2)
 {before}
-import vlsm_lib.train
-from vlsm_lib import runtime
+import vlsm_lib.engine.train
+from vlsm_lib.engine import runtime
 runtime.apply()
 y = torch.full((1 << 22,), 1e-20)
 print(json.dumps({{"nonzero": int((y * y).count_nonzero()), "state": runtime.state()}}))
@@ -60,8 +61,8 @@ def test_tuning_can_be_turned_off():
 
 MAPPED = """
 import ctypes, json, torch
-import vlsm_lib.train
-from vlsm_lib import runtime
+import vlsm_lib.engine.train
+from vlsm_lib.engine import runtime
 {apply}
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in (
@@ -93,7 +94,7 @@ names = [m.name for m in pkgutil.walk_packages(vlsm_lib.__path__, "vlsm_lib.")]
 for name in names:
     importlib.import_module(name)
 torch.set_num_threads(2)
-from vlsm_lib import runtime
+from vlsm_lib.engine import runtime
 y = torch.full((1 << 22,), 1e-20)
 print(json.dumps({"modules": len(names), "scalar": float(torch.tensor(1e-39) * 1.0),
                   "nonzero": int((y * y).count_nonzero()), "state": runtime.state()}))
@@ -115,7 +116,7 @@ def test_malloc_untouched_until_applied():
 
 
 def test_run_json_records_cpu_tuning(tmp_path):
-    from vlsm_lib import runtime
+    from vlsm_lib.engine import runtime
     from vlsm_lib.results import read_run, save_run
 
     save_run(tmp_path / "run", {"model": "unet"}, metrics={"dice": 1.0})
@@ -136,7 +137,7 @@ def test_run_json_records_cpu_tuning(tmp_path):
 def test_reduced_matmul_precision_only_where_the_cpu_has_bf16(
     monkeypatch, fast_bf16, device, requested, applied
 ):
-    from vlsm_lib import runtime
+    from vlsm_lib.engine import runtime
 
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
     assert runtime.matmul_precision(requested, device) == applied
@@ -152,6 +153,6 @@ def test_reduced_matmul_precision_only_where_the_cpu_has_bf16(
     ],
 )
 def test_bf16_read_from_cpu_flags(cpuinfo, fast):
-    from vlsm_lib import runtime
+    from vlsm_lib.engine import runtime
 
     assert runtime.bf16_in_cpuinfo(cpuinfo) is fast

@@ -1,11 +1,12 @@
-"""vlsm_lib.stats on hand-made gathered tables: what is compared with what, and the numbers."""
+"""vlsm_lib.analysis.stats on hand-made gathered tables: what is compared with what, and the
+numbers."""
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from vlsm_lib import stats
+from vlsm_lib.analysis import stats
 
 
 def runs(study, model, dataset, prompt, test_set, dice, seed=42, run_id=None, **extra):

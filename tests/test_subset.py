@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from vlsm_lib import steps
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_mask
+from vlsm_lib.data.medshapes.synthetic import write_dataset
 from vlsm_lib.data.subset import distinct_records, stratified_clusters, take_fraction
-from vlsm_lib.data.synthetic import write_dataset
 from vlsm_lib.models import create_model
+from vlsm_lib.notebook import verbs
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_clusters_stay_whole_and_small_strata_survive():
 
 
 def test_pooled_sets_draw_each_member_and_bad_fractions_are_refused(root, pre):
-    train, val = steps.datasets(root, "synth_ultrasound+synth_polyp", pre, "p1", 42, "val", 0.5)
+    train, val = verbs.datasets(root, "synth_ultrasound+synth_polyp", pre, "p1", 42, "val", 0.5)
     kept = [d.fraction["kept"] for d in train.datasets]
     assert all(15 <= k <= 25 for k in kept) and distinct_records(train) == sum(kept)
     assert len(train) == 80 and len(val) == 8

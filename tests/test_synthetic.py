@@ -13,7 +13,7 @@ from scipy import ndimage
 from vlsm_lib.cli import main
 from vlsm_lib.data import prompts as P
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.synthetic import SPECS, write_dataset, write_medshapes
+from vlsm_lib.data.medshapes.synthetic import SPECS, write_dataset, write_medshapes
 from vlsm_lib.data.transforms import Preprocess
 
 SMALL = {"train": 6, "val": 2, "test": 6}

@@ -1,9 +1,11 @@
-"""vlsm_lib.tables: Table 2 with the paper's numbers beside ours, the domain-shift table."""
+"""vlsm_lib.analysis.tables: Table 2 with the paper's numbers beside ours, the domain-shift
+table."""
 
 import pandas as pd
 import pytest
 
-from vlsm_lib import paths, stats, tables
+from vlsm_lib import paths
+from vlsm_lib.analysis import stats, tables
 
 
 def rows(study, model, dataset, test_set, dice, prompt="p6"):
@@ -71,7 +73,7 @@ def test_prompt_levels_take_the_level_sweep_only_and_keep_empty_truths_apart():
     assert list(got["prompt_key"]) == ["p0", "p4"] and set(got["images"]) == {4}
     assert list(got["dice"]) == pytest.approx([0.4, 0.85])
     assert list(got["dice_gt_nonempty"]) == pytest.approx([0.3, 0.7])  # empty truths left out
-    from vlsm_lib import figures
+    from vlsm_lib.analysis import figures
 
     assert len(figures.prompt_levels(got).axes) == 1
     assert tables.prompt_levels(

@@ -9,16 +9,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from vlsm_lib.augment import Augmenter
-from vlsm_lib.config import TrainConfig, from_dict
+from vlsm_lib.data.augment import Augmenter
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.synthetic import write_dataset
-from vlsm_lib.evaluate import COLUMNS, evaluate
-from vlsm_lib.features import FeatureCache
-from vlsm_lib.losses import make_loss
+from vlsm_lib.data.medshapes.synthetic import write_dataset
+from vlsm_lib.engine.config import TrainConfig, from_dict
+from vlsm_lib.engine.evaluate import COLUMNS, evaluate
+from vlsm_lib.engine.feature_cache import FeatureCache
+from vlsm_lib.engine.losses import make_loss
+from vlsm_lib.engine.train import NonFiniteLoss, StepSetup, fit, make_step_setup, step, validate
 from vlsm_lib.models import WeightsMismatch, create_model, load_checkpoint
 from vlsm_lib.models.weights import load_trained_state, save_checkpoint
-from vlsm_lib.train import NonFiniteLoss, StepSetup, fit, make_step_setup, step, validate
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +307,7 @@ def test_augmentation_moves_image_and_mask_together():
 def test_fit_applies_and_reports_the_matmul_precision(
     polyps, tmp_path, monkeypatch, fast_bf16, applied
 ):
-    from vlsm_lib import runtime
+    from vlsm_lib.engine import runtime
 
     monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: fast_bf16)
     before = torch.get_float32_matmul_precision()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from vlsm_lib.features import FeatureCache
+from vlsm_lib.engine.feature_cache import FeatureCache
 from vlsm_lib.models import create_model, load_checkpoint
 from vlsm_lib.models.weights import read_checkpoint, save_checkpoint
 

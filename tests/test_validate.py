@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from vlsm_lib import paths
-from vlsm_lib.data.synthetic import write_dataset
+from vlsm_lib.data.medshapes.synthetic import write_dataset
+from vlsm_lib.grid.runner import plan
 from vlsm_lib.models import list_models
-from vlsm_lib.runner import plan
 
 
 @pytest.fixture(autouse=True)

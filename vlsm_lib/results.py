@@ -25,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from vlsm_lib import feature_store, paths
+from vlsm_lib import paths
+from vlsm_lib.engine import feature_store
 from vlsm_lib.files import atomic_write, write_json
 
 RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
@@ -122,14 +123,14 @@ def versions() -> dict[str, str]:
 
 
 def device_name() -> str:
-    from vlsm_lib import runtime
+    from vlsm_lib.engine import runtime
 
     return runtime.device_name()
 
 
 def cpu_tuning() -> dict:
-    """What vlsm_lib.runtime applied in this process (``applied`` False when nothing did)."""
-    from vlsm_lib import runtime
+    """What vlsm_lib.engine.runtime applied in this process (``applied`` False when nothing did)."""
+    from vlsm_lib.engine import runtime
 
     return runtime.state()
 

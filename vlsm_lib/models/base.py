@@ -49,7 +49,7 @@ class SegModel(nn.Module):
     # Parameter prefixes of the encoders. A model that sets them also offers
     # encode_image(pixel_values) -> list of tensors, encode_text(input_ids, attention_mask) ->
     # tensor and decode(image_features, text_features, size) -> logits, so that frozen
-    # encoders' outputs can be cached (vlsm_lib.features).
+    # encoders' outputs can be cached (vlsm_lib.engine.feature_cache).
     encoder_prefixes: tuple[str, ...] = ()
     # Prefixes of the vision and the text tower: a frozen tower's outputs can be cached even
     # when the other tower trains (text_prompt keeps vision features cacheable, and so on).

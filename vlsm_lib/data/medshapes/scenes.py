@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from vlsm_lib.data import prompts as P
-from vlsm_lib.data.shapes import (
+from vlsm_lib.data.medshapes.shapes import (
     CELLS,
     UNIT_AREA,
     blend,

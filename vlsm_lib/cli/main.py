@@ -11,7 +11,7 @@ from vlsm_lib import paths
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vlsm_lib.runner import plan, run_local
+    from vlsm_lib.grid.runner import plan, run_local
 
     estimating = args.dry_run and args.estimate
     wrong = [
@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"vlsm run: {why}", file=sys.stderr)
             return 2
     if args.no_store:  # the kernels (and a LocalCluster's workers) inherit it
-        from vlsm_lib.feature_store import STORE_ENV
+        from vlsm_lib.engine.feature_store import STORE_ENV
 
         os.environ[STORE_ENV] = "off"
     files = [
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
     ]
     planned = plan(files, only=args.only, failed=args.failed)
     if estimating:
-        from vlsm_lib import estimate
+        from vlsm_lib.grid import estimate
 
         try:
             bench = estimate.load_bench(args.bench, planned)
@@ -72,11 +72,11 @@ def _run(args: argparse.Namespace) -> int:
                 print(f"  {run.run_id}")
         print(f"total: {sum(len(r) for r in per_study.values())} runs")
         return 0
-    from vlsm_lib.progress import warn_if_disk_short
+    from vlsm_lib.grid.progress import warn_if_disk_short
 
     warn_if_disk_short(planned, paths.outputs_root())  # a warning: the user decides
     if args.executor == "dask":
-        from vlsm_lib.dask_runner import run_dask
+        from vlsm_lib.grid.cluster import run_dask
 
         statuses = run_dask(
             planned,
@@ -117,7 +117,7 @@ def _gather(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from vlsm_lib.report import write_root_index, write_study_index
+    from vlsm_lib.reports.index import write_root_index, write_study_index
 
     root = Path(args.outputs) if args.outputs else paths.outputs_root()
     for study_dir in sorted(p.parent.parent for p in root.glob("*/*/*/run.json")):
@@ -130,7 +130,7 @@ def _bench(args: argparse.Namespace) -> int:
     """``vlsm bench``: bench.run over the models, its table printed, every column to --out."""
     import torch
 
-    from vlsm_lib import bench
+    from vlsm_lib.engine import bench
     from vlsm_lib.files import atomic_write
 
     if args.threads:
@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="rewrite the HTML indexes of outputs/")
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
     report.set_defaults(func=_report)
-    from vlsm_lib.cli_data import add_data_parser
+    from vlsm_lib.cli.data import add_data_parser
 
     add_data_parser(verbs)
     return parser

@@ -90,12 +90,12 @@ class ForkServer:
         import sys
         import tempfile
 
-        from vlsm_lib.forkserver import kernel_spec_dir
+        from vlsm_lib.grid.forkserver import kernel_spec_dir
 
         self.folder = tempfile.mkdtemp(prefix="vlsm-fork-")
         self.path = os.path.join(self.folder, "server.sock")
         self.specs = kernel_spec_dir(self.folder, self.path)
-        argv = [sys.executable, "-m", "vlsm_lib.forkserver", "serve", self.path, code]
+        argv = [sys.executable, "-m", "vlsm_lib.grid.forkserver", "serve", self.path, code]
         self.proc = subprocess.Popen(argv, env=kernel_env(), cwd=str(paths.REPO_ROOT))
 
     def ready(self, timeout: float = STARTUP_TIMEOUT_S) -> bool:
@@ -110,7 +110,7 @@ class ForkServer:
     def manager(self):
         from jupyter_client.kernelspec import KernelSpecManager
 
-        from vlsm_lib.forkserver import FORK_KERNEL
+        from vlsm_lib.grid.forkserver import FORK_KERNEL
 
         return _Tracked.make(FORK_KERNEL, KernelSpecManager(kernel_dirs=[self.specs]))
 

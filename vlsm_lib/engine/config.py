@@ -83,7 +83,7 @@ class TrainConfig:
     amp: bool = True  # fp16 autocast + GradScaler, on CUDA only
     matmul_precision: str = "highest"  # torch.set_float32_matmul_precision; the reference: medium
     num_workers: int = 0
-    augment: bool = False  # the reference used none; see vlsm_lib.augment
+    augment: bool = False  # the reference used none; see vlsm_lib.data.augment
     feature_cache: str = "auto"  # auto | off | memory | disk (frozen encoders only)
     cache_max_gb: float = 4.0  # RAM cap of the in-memory cache; "auto" goes to disk beyond it
     max_steps_per_epoch: int = 0  # 0 = the whole training set each epoch

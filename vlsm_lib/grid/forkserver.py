@@ -145,7 +145,7 @@ def kernel_spec_dir(folder: str, path: str) -> str:
     under ``folder``; returns the folder holding it, for a ``KernelSpecManager``."""
     spec = os.path.join(folder, "kernels", FORK_KERNEL)
     os.makedirs(spec, exist_ok=True)
-    argv = [sys.executable, "-m", "vlsm_lib.forkserver", "launch", path, "{connection_file}"]
+    argv = [sys.executable, "-m", "vlsm_lib.grid.forkserver", "launch", path, "{connection_file}"]
     with open(os.path.join(spec, "kernel.json"), "w", encoding="utf-8") as f:
         json.dump({"argv": argv, "display_name": "Python 3 (vlsm fork)", "language": "python"}, f)
     return os.path.join(folder, "kernels")

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlsm_lib.feature_store import FeatureStore, active, input_digest, tower_key
+from vlsm_lib.engine.feature_store import FeatureStore, active, input_digest, tower_key
 from vlsm_lib.models import SegModel
 
 

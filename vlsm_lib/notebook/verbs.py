@@ -2,8 +2,8 @@
 model, load the data, summarise the results.
 
 Notebooks hold no logic (no def, no class, no loops); what has a branch or a loop lives in
-vlsm_lib, tested. The sweeps are in ``vlsm_lib.evaluate``, pooled-set names in
-``vlsm_lib.data.pooled``, statistics in ``vlsm_lib.stats``.
+vlsm_lib, tested. The sweeps are in ``vlsm_lib.engine.evaluate``, pooled-set names in
+``vlsm_lib.data.pooled``, statistics in ``vlsm_lib.analysis.stats``.
 
 Which names are a notebook's parameters is papermill's answer (``papermill.inspect_notebook``,
 the inspection the runner uses to refuse unknown keys), never a second parser of ours. Importing
@@ -23,11 +23,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vlsm_lib import feature_store, locks, paths, runtime
-from vlsm_lib.config import comma_list
+from vlsm_lib import locks, paths
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import PooledDataset, members
 from vlsm_lib.data.subset import distinct_records, take_fraction
+from vlsm_lib.engine import feature_store, runtime
+from vlsm_lib.engine.config import comma_list
 from vlsm_lib.models import SegModel, create_model
 from vlsm_lib.results import read_run, summarise
 
@@ -58,7 +59,7 @@ def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:
     relative to the repository)."""
     names = read_run(run_dir).get("parameter_names")
     if names is None:  # only kernels started by hand get here
-        from vlsm_lib.execute import declared_parameters
+        from vlsm_lib.grid.execute import declared_parameters
 
         names = list(declared_parameters(paths.REPO_ROOT / notebook))
     return names
@@ -205,6 +206,8 @@ def split_counts(n_train: int, n_val: int, n_test: int) -> dict[str, int]:
 
 def synthetic_names(names: str) -> list[str]:
     """Comma-separated MedShapes dataset names; "" = all of them."""
-    from vlsm_lib.data.synthetic import list_synthetic  # slow to import: only medshapes needs it
+    from vlsm_lib.data.medshapes.synthetic import (
+        list_synthetic,  # slow to import: only medshapes needs it
+    )
 
     return comma_list(names) or list_synthetic()

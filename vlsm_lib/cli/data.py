@@ -10,7 +10,7 @@ from vlsm_lib import paths
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from vlsm_lib.data.synthetic import write_medshapes
+    from vlsm_lib.data.medshapes.synthetic import write_medshapes
 
     counts = {
         k: v
@@ -25,7 +25,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _sheet(args: argparse.Namespace) -> int:
-    from vlsm_lib.plots import contact_sheet
+    from vlsm_lib.notebook.plots import contact_sheet
 
     root = Path(args.root) if args.root else paths.data_root()
     fig = contact_sheet(root, args.names, per_dataset=args.per_dataset, split=args.split)
@@ -88,7 +88,7 @@ def add_data_parser(verbs) -> None:
     data_verbs = data.add_subparsers(dest="data_verb", required=True)
     default_out = "output folder (default: $VLSM_DATA or outputs/data)"
 
-    from vlsm_lib.data.synthetic import list_synthetic
+    from vlsm_lib.data.medshapes.synthetic import list_synthetic
 
     synth = data_verbs.add_parser("synth", help="write the MedShapes synthetic datasets")
     synth.add_argument("--out", help=default_out)

@@ -70,7 +70,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
         "suite": run.suite,
         "notebook": _shown(run.notebook),
         "params": portable_params(run.params, run.run_dir),
-        # what vlsm_lib.steps.notebook_params reads, so kernels need not import papermill
+        # what vlsm_lib.notebook.verbs.notebook_params reads, so kernels need not import papermill
         "parameter_names": list(declared_parameters(run.notebook)),
         "status": "running",
         "owner": locks.owner(),  # a run left "running" by a dead owner is stale (locks.py)
@@ -101,7 +101,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
         error = f"{first.strip()}\n{err}".strip()[:4000]
     finally:
         if km is not None:
-            from vlsm_lib.kernels import release
+            from vlsm_lib.grid.kernels import release
 
             release(km)
     status = read_run(run.run_dir)
@@ -126,7 +126,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
 
 def _report(run_dir: Path) -> str:
     """Render a run's notebook.html; a rendering error marks the run failed and is returned."""
-    from vlsm_lib.run_page import render_html
+    from vlsm_lib.reports.run_page import render_html
 
     try:
         render_html(run_dir / "notebook.ipynb")

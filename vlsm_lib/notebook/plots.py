@@ -100,7 +100,7 @@ def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
     from torch.utils.data import default_collate
 
     from vlsm_lib.data.transforms import to_device
-    from vlsm_lib.features import forward_for
+    from vlsm_lib.engine.feature_cache import forward_for
 
     idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
     fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.9), squeeze=False)

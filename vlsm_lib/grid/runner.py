@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from vlsm_lib import paths
-from vlsm_lib.execute import Reports, declared_parameters, execute
+from vlsm_lib.grid.execute import Reports, declared_parameters, execute
 from vlsm_lib.results import is_complete, run_id, unfinished
 
 INJECTED = ("run_dir", "data_root")
@@ -219,7 +219,7 @@ def plan(
         if failed:
             runs = [r for r in runs if unfinished(r.run_dir)]
         out.append((s, runs))
-    from vlsm_lib.validate import check_plan  # imports the model registry: only when planning
+    from vlsm_lib.grid.preflight import check_plan  # imports the model registry: only when planning
 
     check_plan(out)
     return out
@@ -229,8 +229,8 @@ def run_local(planned, force: bool = False, lean: bool = True) -> dict[str, str]
     """Execute the planned runs one after another; {run id: status}. ``lean``: each run's
     kernel is started ahead while the previous run executes and reports render in the
     background (``execute``, ``kernels``); False: papermill's own start, reports inline."""
-    from vlsm_lib.kernels import KernelPool, grid_code
-    from vlsm_lib.progress import Progress
+    from vlsm_lib.grid.kernels import KernelPool, grid_code
+    from vlsm_lib.grid.progress import Progress
 
     statuses, progress = {}, Progress(planned)
     todo = [run for _, runs in planned for run in runs]
@@ -256,7 +256,7 @@ def run_local(planned, force: bool = False, lean: bool = True) -> dict[str, str]
 
 
 def _index(run: Run) -> None:
-    from vlsm_lib.report import write_root_index, write_study_index
+    from vlsm_lib.reports.index import write_root_index, write_study_index
 
     write_study_index(run.run_dir.parent)
     write_root_index(run.run_dir.parent.parent.parent)

@@ -20,8 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from vlsm_lib import progress
 from vlsm_lib.files import write_text
+from vlsm_lib.grid import progress
 from vlsm_lib.results import shown_status
 
 # Metrics shown in the study table, in this order, when any run reports them.

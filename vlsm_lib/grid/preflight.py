@@ -27,7 +27,7 @@ import json
 import re
 from pathlib import Path
 
-from vlsm_lib.config import TrainConfig, comma_list, from_dict
+from vlsm_lib.engine.config import TrainConfig, comma_list, from_dict
 
 INJECTED = ("run_dir", "data_root")
 

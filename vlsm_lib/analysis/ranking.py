@@ -24,7 +24,7 @@ import pandas as pd
 import scikit_posthocs as sp
 from scipy import stats as sps
 
-from vlsm_lib import stats
+from vlsm_lib.analysis import stats
 
 SETTING = ("study", "dataset", "prompt", "train", "size")
 

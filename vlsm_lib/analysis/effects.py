@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlsm_lib.stats import (
+from vlsm_lib.analysis.stats import (
     KEYS,
     bootstrap_ci,
     configuration,

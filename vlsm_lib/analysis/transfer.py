@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vlsm_lib.results import complete_runs, read_run
-from vlsm_lib.stats import (
+from vlsm_lib.analysis.stats import (
     _row,
     bootstrap_ci,
     configuration,
@@ -35,6 +34,7 @@ from vlsm_lib.stats import (
     rows_where,
     with_config,
 )
+from vlsm_lib.results import complete_runs, read_run
 
 ZERO_SHOT = "zero-shot"
 # what a finetune-study run shares with the transfer-mode runs it stands beside

@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import torch
 
-from vlsm_lib import runtime
-from vlsm_lib.config import TrainConfig
+from vlsm_lib.engine import runtime
+from vlsm_lib.engine.config import TrainConfig
+from vlsm_lib.engine.train import autocast, make_step_setup, step
 from vlsm_lib.models import create_model, list_models
-from vlsm_lib.train import autocast, make_step_setup, step
 
 PROMPTS = (
     "one small pink round polyp, located in top left of the image",

@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import threading
 
-from vlsm_lib.execute import Reports, execute
-from vlsm_lib.kernels import KernelPool, grid_code
-from vlsm_lib.progress import Progress
-from vlsm_lib.runner import Run, Study, _index
+from vlsm_lib.grid.execute import Reports, execute
+from vlsm_lib.grid.kernels import KernelPool, grid_code
+from vlsm_lib.grid.progress import Progress
+from vlsm_lib.grid.runner import Run, Study, _index
 
 # Per worker process: its kernel pool (fork server, a kernel started ahead) and its report
 # thread, made by the first lean task, ended by _finish_worker (client.run) after the grid.

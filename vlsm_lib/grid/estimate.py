@@ -46,10 +46,10 @@ from pathlib import Path
 import pandas as pd
 
 from vlsm_lib import paths
-from vlsm_lib.bench import check_models, load, usable
-from vlsm_lib.config import comma_list
 from vlsm_lib.data.counts import prompt_levels, split_size
 from vlsm_lib.data.pooled import members
+from vlsm_lib.engine.bench import check_models, load, usable
+from vlsm_lib.engine.config import comma_list
 from vlsm_lib.models import MODELS, create_model
 
 FIXED_SECONDS = 2.0
@@ -86,7 +86,7 @@ def _has_towers(model: str) -> bool:
 
 
 def _settings(run) -> dict:
-    from vlsm_lib.validate import notebook_defaults
+    from vlsm_lib.grid.preflight import notebook_defaults
 
     return {**notebook_defaults(run.notebook), **run.params}
 
@@ -141,7 +141,7 @@ def work(run, by_dir: dict, epochs: int | None = None) -> dict:
         frozen = cached
     elif kind == "prompt_ablation":
         from vlsm_lib.data.perturb import MODES
-        from vlsm_lib.evaluate import USE_CONDITIONS
+        from vlsm_lib.engine.evaluate import USE_CONDITIONS
 
         levels = p["levels"]
         n = prompt_levels(root, p["dataset"], test) if levels == "all" else len(comma_list(levels))

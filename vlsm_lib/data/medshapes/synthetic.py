@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from vlsm_lib.data import scenes
+from vlsm_lib.data.medshapes import scenes
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
@@ -196,7 +196,7 @@ def write_dataset(
         "name": name,
         "modality": spec.modality,
         "stands_for": spec.stands_for,
-        "generator": "vlsm_lib.data.synthetic",
+        "generator": "vlsm_lib.data.medshapes.synthetic",
         "version": GENERATOR_VERSION,
         "seed": seed,
         "size": list(spec.shape(size)),

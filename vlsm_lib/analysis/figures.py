@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vlsm_lib.plots import house_style
+from vlsm_lib.notebook.plots import house_style
 
 ORACLE_NOTE = "* oracle level: its words are computed from the test mask"
 

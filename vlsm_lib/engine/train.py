@@ -33,14 +33,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vlsm_lib import feature_store, runtime
-from vlsm_lib.augment import Augmenter
-from vlsm_lib.config import TrainConfig
+from vlsm_lib.data.augment import Augmenter
 from vlsm_lib.data.transforms import to_device
-from vlsm_lib.features import FeatureCache
+from vlsm_lib.engine import feature_store, runtime
+from vlsm_lib.engine.config import TrainConfig
+from vlsm_lib.engine.feature_cache import FeatureCache
+from vlsm_lib.engine.losses import make_loss
+from vlsm_lib.engine.metrics import confusion, dice_from_counts
 from vlsm_lib.files import atomic_write
-from vlsm_lib.losses import make_loss
-from vlsm_lib.metrics import confusion, dice_from_counts
 from vlsm_lib.models import SegModel
 from vlsm_lib.models.weights import load_trained_state, save_checkpoint, trained_state
 from vlsm_lib.results import RESUME_STATE

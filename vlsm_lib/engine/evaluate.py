@@ -2,7 +2,7 @@
 
 The prediction is thresholded at network resolution (``model.threshold``: 0.5, CRIS 0.35) and
 resized back to the mask's original size with nearest-neighbour interpolation (DESIGN §4); the
-truth is the original mask file, binarised at > 127. Metrics follow ``vlsm_lib.metrics`` (the
+truth is the original mask file, binarised at > 127. Metrics follow ``vlsm_lib.engine.metrics`` (the
 empty-mask rule is documented there). Predicted masks can be written as lossless PNG 0/255.
 
 The sweeps run ``evaluate`` several times and stack the tables: over test sets
@@ -22,14 +22,14 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from vlsm_lib import runtime
-from vlsm_lib.config import comma_list
 from vlsm_lib.data import perturb
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_mask
 from vlsm_lib.data.transforms import to_device
-from vlsm_lib.features import forward_for
-from vlsm_lib.metrics import image_metrics
+from vlsm_lib.engine import runtime
+from vlsm_lib.engine.config import comma_list
+from vlsm_lib.engine.feature_cache import forward_for
+from vlsm_lib.engine.metrics import image_metrics
 from vlsm_lib.models import SegModel
 
 # "source" is the dataset the image comes from (a member of a pooled set); it is not called

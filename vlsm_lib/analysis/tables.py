@@ -18,7 +18,7 @@ whose truth is not empty, and whether the level is an oracle prompt.
 the data it was trained on, from the domain-shift run itself or else from its finetune run) and
 its Dice on each unseen set, with the drop.
 
-**Readable comparisons** (``readable``): the tables of ``vlsm_lib.effects`` (Fig. 3's
+**Readable comparisons** (``readable``): the tables of ``vlsm_lib.analysis.effects`` (Fig. 3's
 perturbations, the prompt-use index) and of the paired tests with what they compare in front.
 """
 

@@ -25,7 +25,7 @@ from torch.utils.data import Subset
 from vlsm_lib.data import perturb
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_image, read_mask
-from vlsm_lib.evaluate import evaluate
+from vlsm_lib.engine.evaluate import evaluate
 from vlsm_lib.files import write_json
 
 CONDITIONS = ("right", "perturbed", "empty")
