@@ -15,7 +15,7 @@ from vlsm_lib.engine.feature_cache import FeatureCache, forward_for
 from vlsm_lib.engine.feature_store import FeatureStore, tower_key
 from vlsm_lib.engine.train import fit
 from vlsm_lib.models import create_model
-from vlsm_lib.results import save_run
+from vlsm_lib.notebook import verbs
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_a_run_records_its_hits_and_misses_and_the_store_can_be_switched_off(tmp
     store = feature_store.activate(run_dir)
     assert store.folder == (tmp_path / "suite" / "features").resolve()
     store.hits["image"], store.misses["image"] = 3, 1
-    save_run(run_dir, {"model": "clipseg"})
+    verbs.save(run_dir, {"model": "clipseg"})
     recorded = json.loads((run_dir / "run.json").read_text())["feature_store"]
     assert recorded["image_hits"] == 3 and recorded["image_misses"] == 1
     monkeypatch.setenv(feature_store.STORE_ENV, "off")

@@ -71,7 +71,7 @@ def test_notebook_is_a_thin_report(path):
         assert not cell.get("outputs") and cell.get("execution_count") is None, "no outputs"
         logic = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, LOGIC)]
         assert not logic, f"{path.name}: {logic} belong in vlsm_lib, not in a cell"
-    assert "save_run(" in _source(cells[-1]), "the last cell saves the run"
+    assert "verbs.save(" in _source(cells[-1]), "the last cell saves the run"
 
 
 def test_finetune_parameters_are_the_run_keys_and_every_train_config_field():

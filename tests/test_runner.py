@@ -9,6 +9,7 @@ import pytest
 from vlsm_lib import paths
 from vlsm_lib.cli import main
 from vlsm_lib.grid.runner import expand, load_study, plan, run_local
+from vlsm_lib.models import list_models
 from vlsm_lib.results import parse_run_id, read_run, run_id
 
 
@@ -45,7 +46,7 @@ def test_run_ids_parse_back():
         {"model": "clipseg", "dataset": "synth_polyp", "prompt": "p6", "seed": 42, "lr": 0.001},
     )
     assert rid == "finetune__clipseg__synth_polyp__p6__s42__lr-0.001"
-    assert parse_run_id(rid) == {
+    assert parse_run_id(rid, tuple(list_models())) == {
         "study": "finetune",
         "model": "clipseg",
         "dataset": "synth_polyp",

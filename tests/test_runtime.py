@@ -117,9 +117,10 @@ def test_malloc_untouched_until_applied():
 
 def test_run_json_records_cpu_tuning(tmp_path):
     from vlsm_lib.engine import runtime
-    from vlsm_lib.results import read_run, save_run
+    from vlsm_lib.notebook import verbs
+    from vlsm_lib.results import read_run
 
-    save_run(tmp_path / "run", {"model": "unet"}, metrics={"dice": 1.0})
+    verbs.save(tmp_path / "run", {"model": "unet"}, metrics={"dice": 1.0})
     assert read_run(tmp_path / "run")["cpu_tuning"] == runtime.state()
 
 

@@ -14,37 +14,22 @@ other key as ``<key>-<value>`` (e.g. ``finetune__clipseg__synth_polyp__p6__s42``
 from __future__ import annotations
 
 import json
-import platform
 import re
-import subprocess
 import warnings
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from vlsm_lib import paths
-from vlsm_lib.engine import feature_store
+from vlsm_lib import locks
 from vlsm_lib.files import atomic_write, write_json
 
 RUN_JSON, PER_IMAGE, METRICS_JSON = "run.json", "per_image.parquet", "metrics.json"
-RESUME_STATE = "train_state.pt"  # what an interrupted finetune resumes from (train.py)
+PROGRESS_JSON = "progress.json"  # a suite's grid under way (grid.progress writes, reports read)
 # The per-image metric columns every table reports, in this order (a list: pandas selects with it).
 METRICS = ["dice", "iou", "hd95", "nsd"]
 PLAIN_KEYS = ("model", "dataset", "prompt")  # written as bare values in run ids
-PACKAGES = (
-    "torch",
-    "transformers",
-    "open_clip_torch",
-    "timm",
-    "segmentation_models_pytorch",
-    "monai",
-    "numpy",
-    "pandas",
-    "papermill",
-)
 SEED_TOKEN, PROMPT_TOKEN = r"s\d+", r"p\d+|random"  # how run ids write seeds and prompts
 _SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
@@ -70,17 +55,14 @@ def run_id(study: str, varying: dict[str, Any]) -> str:
     return "__".join([study] + [_token(k, v) for k, v in varying.items()])
 
 
-def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = PROMPT_TOKEN):
-    """Inverse of ``run_id`` for ids built from model / dataset / prompt / seed / key-value.
+def parse_run_id(rid: str, models: tuple[str, ...], prompts_re: str = PROMPT_TOKEN):
+    """Inverse of ``run_id`` for ids built from model / dataset / prompt / seed / key-value;
+    ``models`` are the model names (``vlsm_lib.models.list_models()``).
 
     Returns {"study": ..., "model": ..., "dataset": ..., "prompt": ..., "seed": int, ...}.
     """
     study, *tokens = rid.split("__")
     out: dict[str, Any] = {"study": study}
-    if not models:
-        from vlsm_lib.models import list_models
-
-        models = tuple(list_models())
     for tok in tokens:
         if re.fullmatch(SEED_TOKEN, tok):
             out["seed"] = int(tok[1:])
@@ -94,45 +76,6 @@ def parse_run_id(rid: str, models: tuple[str, ...] = (), prompts_re: str = PROMP
         else:
             out["dataset"] = tok
     return out
-
-
-def git_sha() -> str:
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                cwd=paths.REPO_ROOT,
-                text=True,
-                capture_output=True,
-                timeout=5,
-            ).stdout.strip()
-            or "unknown"
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def device_name() -> str:
-    from vlsm_lib.engine import runtime
-
-    return runtime.device_name()
-
-
-def cpu_tuning() -> dict:
-    """What vlsm_lib.engine.runtime applied in this process (``applied`` False when nothing did)."""
-    from vlsm_lib.engine import runtime
-
-    return runtime.state()
 
 
 def now() -> str:
@@ -150,8 +93,6 @@ def read_run(run_dir: str | Path) -> dict:
 def shown_status(info: dict, run_dir: str | Path) -> str:
     """A run's status for reports: run.json's, except that a run left "running" by an owner
     that is gone (no live lock: ``locks``) is "stale"."""
-    from vlsm_lib import locks
-
     status = str(info.get("status") or "unknown").lower()
     return "stale" if status == "running" and not locks.is_held(run_dir) else status
 
@@ -194,7 +135,8 @@ def save_run(
     metrics: dict | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write a run's results, then mark it complete (last, atomically).
+    """Write a run's results, then mark it complete (last, atomically). ``extra`` adds keys to
+    run.json (``notebook.verbs.save`` adds the run's provenance).
 
     ``per_image`` gets the run's parameters as columns (run_id, study, model, dataset, ...), so
     gathered tables need no join. Returns the run folder.
@@ -218,12 +160,6 @@ def save_run(
         {
             "run_id": rid,
             "params": params,
-            "git_sha": git_sha(),
-            "versions": versions(),
-            "device": device_name(),
-            "cpu_tuning": cpu_tuning(),
-            # hits and misses of the suite's shared feature store in this process (the run)
-            "feature_store": feature_store.stats(feature_store.active()),
             "started": started,
             "finished": now(),
             **(extra or {}),

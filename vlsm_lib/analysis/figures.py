@@ -13,7 +13,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from vlsm_lib.notebook.plots import house_style
+
+def house_style():
+    """The project's seaborn theme (every figure of a run or a study uses it); returns seaborn."""
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    return sns
+
 
 ORACLE_NOTE = "* oracle level: its words are computed from the test mask"
 

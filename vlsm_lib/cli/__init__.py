@@ -1,4 +1,8 @@
-"""The command line."""
+"""The ``vlsm`` command: all argument parsing, nothing else.
+
+``main`` holds ``vlsm run | gather | report | bench``, ``data`` holds ``vlsm data ...``; each
+parses its arguments and calls the stage that does the work.
+"""
 
 from vlsm_lib.cli.main import main
 

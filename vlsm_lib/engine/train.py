@@ -43,9 +43,9 @@ from vlsm_lib.engine.metrics import confusion, dice_from_counts
 from vlsm_lib.files import atomic_write
 from vlsm_lib.models import SegModel
 from vlsm_lib.models.weights import load_trained_state, save_checkpoint, trained_state
-from vlsm_lib.results import RESUME_STATE
 
-STATE = RESUME_STATE  # deleted by the runner once the run is complete
+RESUME_STATE = "train_state.pt"  # what an interrupted finetune resumes from; the runner deletes it
+STATE = RESUME_STATE  # once the run is complete
 
 
 class NonFiniteLoss(FloatingPointError):

@@ -24,8 +24,9 @@ import time
 from pathlib import Path
 
 from vlsm_lib import locks, paths
+from vlsm_lib.engine.train import RESUME_STATE
 from vlsm_lib.files import write_json
-from vlsm_lib.results import RESUME_STATE, RUN_JSON, is_complete, now, portable_params, read_run
+from vlsm_lib.results import RUN_JSON, is_complete, now, portable_params, read_run
 
 
 @functools.cache

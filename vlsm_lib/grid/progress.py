@@ -9,24 +9,17 @@ at once.
 
 from __future__ import annotations
 
-import html as _html
-import json
 import time
 from pathlib import Path
 
 from vlsm_lib.files import write_json
+from vlsm_lib.reports.index import duration
+from vlsm_lib.results import PROGRESS_JSON
 
-PROGRESS = "progress.json"
 # What a run needs on disk when none of its study is complete yet to measure: a tiny model's
 # run (report, tables, checkpoint) and a paper-size one's (checkpoint, plus its resume state
 # while it runs: weights and AdamW moments, ~1.7 GB for CRIS trained end to end).
 GUESS_BYTES = {"tiny": 50 * 2**20, "paper": 2 * 2**30}
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 class Progress:
@@ -67,9 +60,7 @@ class Progress:
 
     def line(self) -> str:
         eta = self.eta_s()
-        left = (
-            f", about {_duration(eta)} left" if eta is not None and self.done < self.total else ""
-        )
+        left = f", about {duration(eta)} left" if eta is not None and self.done < self.total else ""
         return f"{self.done}/{self.total} runs done, {self.failed} failed{left}"
 
     def _write(self) -> None:
@@ -83,28 +74,7 @@ class Progress:
             "updated": time.time(),
         }
         for suite in self.suites:
-            write_json(suite / PROGRESS, state)
-
-
-def html(outputs_root: Path) -> str:
-    """A paragraph per suite whose grid is under way (progress.json not finished), else ""."""
-    out = []
-    for path in sorted(Path(outputs_root).glob(f"*/{PROGRESS}")):
-        try:
-            p = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if p.get("done", 0) >= p.get("total", 0):
-            continue
-        eta = f"; about {_duration(p['eta_s'])} left" if p.get("eta_s") else ""
-        running = ", ".join(p.get("running", [])[:8]) or "none"
-        updated = time.strftime("%H:%M:%S", time.localtime(p.get("updated", 0)))
-        out.append(
-            f'<p class="running">{_html.escape(path.parent.name)}: grid under way: '
-            f"{p['done']}/{p['total']} runs done, {p['failed']} failed{eta}; running now: "
-            f"{_html.escape(running)} (updated {updated})</p>\n"
-        )
-    return "".join(out)
+            write_json(suite / PROGRESS_JSON, state)
 
 
 def _folder_bytes(folder: Path) -> int:

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
+from vlsm_lib.analysis.figures import house_style
+
 OUTLINE = "#00e5ff"
 
 
@@ -66,13 +68,6 @@ def contact_sheet(
                 ax.set_title(name, loc="left", fontsize=9, fontweight="bold")
     fig.tight_layout(h_pad=0.4, w_pad=0.3)
     return fig
-
-
-def house_style():
-    import seaborn as sns
-
-    sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-    return sns
 
 
 def training_curves(history: list[dict]) -> plt.Figure:

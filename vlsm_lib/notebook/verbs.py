@@ -27,10 +27,10 @@ from vlsm_lib import locks, paths
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import PooledDataset, members
 from vlsm_lib.data.subset import distinct_records, take_fraction
-from vlsm_lib.engine import feature_store, runtime
+from vlsm_lib.engine import feature_store, provenance, runtime
 from vlsm_lib.engine.config import comma_list
 from vlsm_lib.models import SegModel, create_model
-from vlsm_lib.results import read_run, summarise
+from vlsm_lib.results import read_run, save_run, summarise
 
 # In a path parameter, this placeholder stands for the outputs folder ($VLSM_OUTPUTS or
 # outputs/), so that a notebook's default can name a run of the demo study.
@@ -51,6 +51,18 @@ def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path,
     runtime.seed_everything(seed)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     return Path(run_dir), Path(data_root) if data_root else paths.data_root()
+
+
+def save(
+    run_dir: str | Path,
+    params: dict,
+    per_image: pd.DataFrame | None = None,
+    metrics: dict | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """A notebook's last cell: ``results.save_run`` with the run's provenance (git SHA,
+    versions, device, CPU tuning, feature-store hits) in run.json. Returns the run folder."""
+    return save_run(run_dir, params, per_image, metrics, {**provenance.record(), **(extra or {})})
 
 
 def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:

@@ -15,14 +15,14 @@ import json
 import math
 import os
 import re
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from vlsm_lib.files import write_text
-from vlsm_lib.grid import progress
-from vlsm_lib.results import shown_status
+from vlsm_lib.results import PROGRESS_JSON, shown_status
 
 # Metrics shown in the study table, in this order, when any run reports them.
 KEY_METRICS = ("dice", "iou", "hd95", "nsd", "n_images")
@@ -80,6 +80,34 @@ def _fmt(value) -> str:
     if value is None or isinstance(value, (bool, int, float)):
         return str(value)
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def duration(seconds: float) -> str:
+    """A rough duration for progress lines: "42 s", "17 min", "2.5 h"."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def progress_html(outputs_root: Path) -> str:
+    """A paragraph per suite whose grid is under way (progress.json not finished), else ""."""
+    out = []
+    for path in sorted(Path(outputs_root).glob(f"*/{PROGRESS_JSON}")):
+        try:
+            p = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if p.get("done", 0) >= p.get("total", 0):
+            continue
+        eta = f"; about {duration(p['eta_s'])} left" if p.get("eta_s") else ""
+        running = ", ".join(p.get("running", [])[:8]) or "none"
+        updated = time.strftime("%H:%M:%S", time.localtime(p.get("updated", 0)))
+        out.append(
+            f'<p class="running">{html.escape(path.parent.name)}: grid under way: '
+            f"{p['done']}/{p['total']} runs done, {p['failed']} failed{eta}; running now: "
+            f"{html.escape(running)} (updated {updated})</p>\n"
+        )
+    return "".join(out)
 
 
 def _fmt_seconds(value) -> str:
@@ -252,11 +280,11 @@ def _headline(study: Path, root: Path) -> str:
 
 
 def write_root_index(outputs_root: str | os.PathLike) -> Path:
-    """Write ``outputs_root/index.html``: grids under way (``progress``), each suite's headline
+    """Write ``outputs_root/index.html``: grids under way (``progress_html``), each suite's headline
     results (``_headline``), every ``<suite>/<study>/index.html`` with its run counts, and
     thumbnails of the PNG figures in each study folder or its ``figures/`` folder."""
     root = Path(outputs_root)
-    headlines = progress.html(root)  # a grid under way, then each suite's Table 2
+    headlines = progress_html(root)  # a grid under way, then each suite's Table 2
     headlines += "".join(_headline(s, root) for s in sorted(root.glob("*/statistics/")))
     rows, figures = [], []
     for index in sorted(root.glob("*/*/index.html")):
