@@ -28,9 +28,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup hangs offline
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from vlsm_lib import runtime, train  # noqa: E402
 from vlsm_lib.data.dataset import load_dataset  # noqa: E402
 from vlsm_lib.data.medshapes.synthetic import write_dataset  # noqa: E402
+from vlsm_lib.engine import runtime, train  # noqa: E402
 from vlsm_lib.engine.config import TrainConfig  # noqa: E402
 from vlsm_lib.engine.metrics import confusion, dice_from_counts  # noqa: E402
 from vlsm_lib.files import write_json, write_text  # noqa: E402

@@ -145,13 +145,13 @@ def test_a_zero_shot_cnn_run_imports_neither_transformers_nor_monai(tmp_path):
     metrics off need no MONAI (what a zero-shot notebook run of a CNN executes)."""
     code = (
         "import sys\n"
-        "from vlsm_lib import plots, steps\n"
+        "from vlsm_lib.notebook import plots, verbs\n"
         "from vlsm_lib.engine.evaluate import evaluate_sets\n"
-        "from vlsm_lib.results import METRICS, save_run, summarise\n"
+        "from vlsm_lib.results import METRICS, summarise\n"
         "from vlsm_lib.data.medshapes.synthetic import write_dataset\n"
         f"write_dataset('synth_polyp', {str(tmp_path)!r}, size=32, counts={{'test': 2}})\n"
-        "model = steps.build_model('unet', 'tiny').eval()\n"
-        f"tests = steps.test_sets({str(tmp_path)!r}, 'synth_polyp', model.preprocess, 'p6', 0)\n"
+        "model = verbs.build_model('unet', 'tiny').eval()\n"
+        f"tests = verbs.test_sets({str(tmp_path)!r}, 'synth_polyp', model.preprocess, 'p6', 0)\n"
         "evaluate_sets(model, tests, surface=False)\n"
         "print(sorted(m for m in ('transformers', 'monai', 'open_clip') if m in sys.modules))\n"
     )

@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from vlsm_lib import figures, stats, transfer  # noqa: E402
+from vlsm_lib.analysis import figures, stats, transfer  # noqa: E402
 
 N = 30
 W = "{suite_dir}/pretrain/pretrain__clipseg__synth_shapes"
