@@ -87,6 +87,9 @@ def test_unknown_keys_are_refused_with_the_notebook_parameters(tmp_path, outputs
     bad = _params(tmp_path, "t", f"notebook: {nb}\ngird: {{x: [1]}}\n")
     with pytest.raises(KeyError, match="unknown key"):
         plan([bad])
+    kind = _params(tmp_path, "k", f"notebook: {nb}\nkind: fintune\n")
+    with pytest.raises(ValueError, match="unknown kind 'fintune'; valid: medshapes, pretrain"):
+        plan([kind])
 
 
 def test_needs_must_be_complete_or_in_the_same_invocation(tmp_path, outputs):
@@ -110,6 +113,7 @@ def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs
     done = read_run(outputs / "suite" / "s" / "s__fail-False")
     names = ["x", "fail", "run_dir", "data_root"]
     assert done["parameter_names"] == failed["parameter_names"] == names
+    assert done["kind"] == "tiny"  # no kind: in the params file: the notebook's name
     assert (outputs / "suite" / "s" / "s__fail-False" / "notebook.html").is_file()
     assert (outputs / "suite" / "s" / "index.html").is_file()
     assert (outputs / "index.html").is_file()
@@ -228,6 +232,9 @@ def test_paper_grid_counts():
         }
     )
     assert "statistics" in files
+    kinds = {s.name: s.kind for s, _ in plan(sorted((paths.REPO_ROOT / "params").glob("*/*.yaml")))}
+    assert kinds["finetune_cnn"] == kinds["finetune"] == "finetune"  # lands in Table 2
+    assert kinds["transfer_modes"] == "transfer_modes" and kinds["pretrain"] == "pretrain"
 
 
 def test_dry_run_prints_counts(capsys):

@@ -113,19 +113,19 @@ def test_summary_keeps_prompts_and_hyperparameters_apart():
 def test_paired_test_matches_scipy_and_handles_ties():
     a = runs("x", "m", "d", "p0", "t", A)
     b = runs("x", "m", "d", "p6", "t", B)
-    got = stats.paired_test(a, b)
+    got = stats.compare(a, b)
     assert got["n"] == 20 and got["p"] == pytest.approx(sps.wilcoxon(B - A).pvalue)
-    hand = stats.paired_test(
+    hand = stats.compare(
         runs("x", "m", "d", "p0", "t", [0.5, 0.5, 0.5, 0.5]),
         runs("x", "m", "d", "p6", "t", [0.6, 0.3, 0.8, 0.5]),  # +0.1, -0.2, +0.3, 0 (dropped)
     )
     assert hand["rank_biserial"] == pytest.approx((1 + 3 - 2) / 6)  # ranks 1, 2, 3 of |d|
-    same = stats.paired_test(a, a)
+    same = stats.compare(a, a)
     assert same["n"] == 20 and np.isnan(same["p"]) and same["mean_diff"] == 0
-    shifted = stats.paired_test(a, runs("x", "m", "d", "p6", "t", A + 0.1))
+    shifted = stats.compare(a, runs("x", "m", "d", "p6", "t", A + 0.1))
     assert shifted["rank_biserial"] == pytest.approx(1.0)  # all differences equal, all positive
     with pytest.raises(ValueError, match="more than once"):
-        stats.paired_test(pd.concat([a, a]), b)
+        stats.compare(pd.concat([a, a]), b)
 
 
 def test_a_missing_baseline_gives_no_row_and_a_run_scoring_twice_is_an_error():
@@ -167,3 +167,30 @@ def test_summary_counts_clusters():
     table["cluster"] = ["a.png", "a.png", "b.png", "c.png"]  # two pathologies of image a
     row = stats.summary_table(table).iloc[0]
     assert row["images"] == 4 and row["clusters"] == 3
+
+
+def test_a_renamed_study_lands_in_its_tables_by_its_kind():
+    """Tables select runs by kind (run.json, added by gather), never by the study's name."""
+    table = pd.concat(
+        [
+            runs("zs_baseline", "clipseg", "kvasir", "p6", "kvasir", A).assign(kind="zero_shot"),
+            runs("my_finetune", "clipseg", "kvasir", "p6", "kvasir", B).assign(kind="finetune"),
+            runs("my_finetune", "clipseg", "kvasir", "p0", "kvasir", C).assign(kind="finetune"),
+        ]
+    )
+    got = stats.finetune_vs_zero_shot(table)
+    assert list(got["study"]) == ["my_finetune"] and list(got["prompt"]) == ["p6"]
+    assert list(got["baseline"]) == ["zero_shot on kvasir"]
+    assert list(stats.prompt_effect(table)["prompt"]) == ["p6"]
+    # without the kind column a table made by hand is read by study name, and finds nothing
+    assert stats.finetune_vs_zero_shot(table.drop(columns="kind")).empty
+
+
+def test_compare_gives_the_clustered_ci_of_the_differences():
+    a = runs("x", "m", "d", "p0", "t", A, cluster=[f"c{i // 2}" for i in range(20)])
+    b = runs("x", "m", "d", "p6", "t", B)
+    got = stats.compare(a, b, ci=True)
+    low, high = stats.bootstrap_ci(B - A, clusters=a["cluster"])
+    assert (got["diff_ci_low"], got["diff_ci_high"]) == (low, high)
+    assert low < got["mean_diff"] < high
+    assert "diff_ci_low" not in stats.compare(a, b)  # only when asked

@@ -47,6 +47,12 @@ def test_table2_marks_the_best_and_sets_the_papers_value_beside_ours():
     assert pd.isna(got.loc[("zero_shot", "-", "clipseg")]["paper_dice"])
     wide = tables.table2_wide(tables.table2(stats.summary_table(table)))
     assert wide.shape == (4, 5) and wide["kvasir_polyp"].str.startswith("**").sum() == 1
+    # the CNNs in a study of another name are still finetuned rows, in the same contest
+    cnn = rows("finetune_cnn", "unet", "kvasir_polyp", "kvasir_polyp", [0.99, 0.9, 1.0, 0.95])
+    kinds = pd.concat([table, cnn]).assign(kind=lambda t: t.study.str.replace("_cnn", ""))
+    got = tables.table2(stats.summary_table(kinds)).set_index(["study", "trained_on", "model"])
+    assert got.loc[("finetune_cnn", "kvasir_polyp", "unet")]["best"]
+    assert not got.loc[("finetune", "kvasir_polyp", "cris")]["best"]
 
 
 def test_domain_shift_takes_in_distribution_dice_from_the_finetune_run():

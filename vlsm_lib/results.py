@@ -30,6 +30,21 @@ PROGRESS_JSON = "progress.json"  # a suite's grid under way (grid.progress write
 # The per-image metric columns every table reports, in this order (a list: pandas selects with it).
 METRICS = ["dice", "iou", "hd95", "nsd"]
 PLAIN_KEYS = ("model", "dataset", "prompt")  # written as bare values in run ids
+# What a run is, whatever its study is called: the runner writes it into run.json from the
+# study's params file (``kind:``; by default the notebook's name), and every table selects runs
+# by it, never by a study name. Runs of one kind that differ in study stay apart all the same.
+KINDS = (
+    "medshapes",
+    "pretrain",  # a finetune that makes starting weights (the demo's stand-in for pretraining)
+    "finetune",
+    "transfer_modes",  # finetunes under other train policies and fractions
+    "reference_faults",  # finetunes with one of the reference's faults put back
+    "zero_shot",
+    "prompt_ablation",
+    "domain_shift",
+    "statistics",
+)
+TRAINS = ("pretrain", "finetune", "transfer_modes", "reference_faults")  # kinds that train
 SEED_TOKEN, PROMPT_TOKEN = r"s\d+", r"p\d+|random"  # how run ids write seeds and prompts
 _SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
@@ -80,6 +95,12 @@ def parse_run_id(rid: str, models: tuple[str, ...], prompts_re: str = PROMPT_TOK
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def kind_of(info: dict) -> str:
+    """A run's kind from its run.json; a run saved without one (by hand, or before kinds were
+    recorded) is taken to be of the kind its study is named after."""
+    return str(info.get("kind") or info.get("study") or "")
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -218,6 +239,9 @@ def gather(study_dir: str | Path, complete_only: bool = True) -> pd.DataFrame:
         for key in ("study", "suite"):  # runs saved outside the runner may lack them
             if key not in frame and key in info:
                 frame.insert(0, key, info[key])
+        if "kind" not in frame:
+            frame.insert(frame.columns.get_loc("study") + 1 if "study" in frame else 0,
+                         "kind", kind_of(info))  # fmt: skip
         missing = [c for c in REQUIRED_COLUMNS if c not in frame]
         if missing:
             unusable.append((table.parent, f"{PER_IMAGE} lacks {missing} (an older version?)"))

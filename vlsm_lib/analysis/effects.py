@@ -13,24 +13,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlsm_lib.analysis.stats import (
-    KEYS,
-    bootstrap_ci,
-    configuration,
-    holm,
-    paired_test,
-    per_image,
-    rows_where,
-    with_config,
-)
+from vlsm_lib.analysis.stats import compare, configuration, holm, per_image, rows_where, with_config
 
 
-def _paired_ci(base: pd.DataFrame, other: pd.DataFrame, metric: str) -> tuple[float, float]:
-    """Clustered bootstrap CI of the mean per-image difference other - base."""
-    cols = KEYS + [metric] + (["cluster"] if "cluster" in base else [])
-    joined = base[cols].merge(other[KEYS + [metric]], on=KEYS, suffixes=("", "_b")).dropna()
-    clusters = joined["cluster"] if "cluster" in joined else None
-    return bootstrap_ci(joined[f"{metric}_b"] - joined[metric], clusters=clusters)
+def changed_rows(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
+    """The rows of the ``baseline`` condition and those whose prompt their condition changed
+    (column ``changed``; a table without it is returned whole)."""
+    if "changed" not in table:
+        return table
+    is_base = np.logical_and.reduce([table[k] == v for k, v in baseline.items()])
+    return table[is_base | table["changed"].astype(bool)]
+
+
+def perturbation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """A ``perturbation_sweep`` table's unperturbed rows and the rows whose prompt the
+    perturbation changed: what Fig. 3 compares."""
+    return changed_rows(table, {"attribute": "none"})
 
 
 def sweep_effect(
@@ -53,9 +51,8 @@ def sweep_effect(
     if table.empty:
         return pd.DataFrame()
     table = with_config(table)
-    if changed_only and "changed" in table:
-        is_base = np.logical_and.reduce([table[k] == v for k, v in baseline.items()])
-        table = table[is_base | table["changed"].astype(bool)]
+    if changed_only:
+        table = changed_rows(table, baseline)
     images = per_image(table, metric)
     cols = configuration(images) + ["test_set"]
     rows = []
@@ -66,8 +63,7 @@ def sweep_effect(
             cond = dict(zip(condition, cond if isinstance(cond, tuple) else (cond,)))
             if all(cond.get(k) == v for k, v in baseline.items()):
                 continue
-            test = paired_test(base, other, metric)
-            low, high = _paired_ci(base, other, metric)
+            test = compare(base, other, metric, ci=True)
             rows.append(
                 {
                     **ident,
@@ -77,8 +73,8 @@ def sweep_effect(
                     f"{metric}_baseline": test["mean_a"],
                     metric: test["mean_b"],
                     "delta": test["mean_diff"],
-                    "ci_low": low,
-                    "ci_high": high,
+                    "ci_low": test["diff_ci_low"],
+                    "ci_high": test["diff_ci_high"],
                     "rank_biserial": test["rank_biserial"],
                     "p": test["p"],
                 }

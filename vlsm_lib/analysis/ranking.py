@@ -8,7 +8,7 @@ first (``stats.per_image``).
 
 - ``pairwise_models``: per setting and test set, every pair of contestants on the images both
   scored: Wilcoxon signed-rank, matched-pairs rank-biserial, Holm across the table
-  (``stats.paired_test``, ``stats.holm``).
+  (``stats.compare``, ``stats.holm``).
 - ``friedman_nemenyi``: per setting, the contestants ranked on blocks that every contestant
   scored: images (``block="image"``, the default, usable with one test set) or test sets
   (``block="test_set"``, each contestant's mean Dice per set, as in Demsar 2006). Friedman's
@@ -33,7 +33,7 @@ def contestants(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Seed-averaged per-image rows with ``setting`` and ``contestant`` labels (finetune and
     zero-shot studies)."""
     images = stats.per_image(table, metric)
-    images = images[images.study.isin(["finetune", "zero_shot"])]
+    images = images[stats.of_kind(images, "finetune", "zero_shot")]
     setting = [c for c in SETTING if c in images]
     named = images[setting].astype(object).where(images[setting].notna(), "-").astype(str)
     images = images.assign(setting=named.agg(" / ".join, axis=1))
@@ -52,7 +52,7 @@ def pairwise_models(table: pd.DataFrame, metric: str = "dice", alpha: float = 0.
         for a, b in itertools.combinations(names, 2):
             side_a, side_b = group[group.contestant == a], group[group.contestant == b]
             label = {"setting": setting, "test_set": test_set, "model_a": a, "model_b": b}
-            rows.append({**label, **stats.paired_test(side_a, side_b, metric)})
+            rows.append({**label, **stats.compare(side_a, side_b, metric)})
     return stats.holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 

@@ -35,6 +35,7 @@ from vlsm_lib.results import PROMPT_TOKEN, SEED_TOKEN
 
 IDENTITY = (
     "study",
+    "kind",
     "model",
     "dataset",
     "prompt",
@@ -46,7 +47,15 @@ IDENTITY = (
     "seed",
 )
 KEYS = ["test_set", "image_id"]
+# what a zero-shot baseline shares with the configuration it stands beside
+BASELINE_MATCH = ("model", "prompt", "size", "weights", "test_set")
 SWEEPS = ("sweep", "prompt_key", "attribute", "mode", "condition")  # conditions inside one run
+
+
+def of_kind(frame: pd.DataFrame, *kinds: str) -> pd.Series:
+    """Which rows belong to runs of these kinds (``results.KINDS``): the ``kind`` column that
+    ``gather`` adds from run.json, or the study's name in a table made without one."""
+    return frame["kind" if "kind" in frame else "study"].isin(kinds)
 
 
 def configuration(table: pd.DataFrame) -> list[str]:
@@ -179,17 +188,27 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice") -> dict:
-    """Wilcoxon signed-rank of b - a over the images both scored; ``a`` and ``b`` hold one
-    configuration each (at most one row per test image, checked)."""
+def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice", ci: bool = False) -> dict:
+    """The one paired comparison every table makes: ``b`` - ``a`` over the images both scored.
+
+    ``a`` and ``b`` hold one configuration each (at most one row per test image, checked:
+    ``per_image`` rows). Returns n, both means, the mean difference, the matched-pairs
+    rank-biserial correlation (Kerby 2014), the Wilcoxon signed-rank p (scipy) and, with
+    ``ci``, the difference's 95 % bootstrap CI that resamples ``a``'s clusters together
+    (``bootstrap_ci``).
+    """
     for side, frame in (("a", a), ("b", b)):
         if frame.duplicated(KEYS).any():
             raise ValueError(
                 f"side {side} holds an image more than once: it mixes configurations (or "
                 "seeds not averaged); pass one configuration's per_image rows"
             )
-    joined = a[KEYS + [metric]].merge(b[KEYS + [metric]], on=KEYS, suffixes=("_a", "_b"))
-    joined = joined.dropna()
+    cluster = ["cluster"] if ci and "cluster" in a else []
+    joined = (
+        a[KEYS + [metric] + cluster]
+        .merge(b[KEYS + [metric]], on=KEYS, suffixes=("_a", "_b"))
+        .dropna()
+    )
     diff = (joined[f"{metric}_b"] - joined[f"{metric}_a"]).to_numpy()
     out = {
         "n": len(diff),
@@ -201,11 +220,14 @@ def paired_test(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice") -> dict:
     }
     nonzero = diff[diff != 0]
     if len(nonzero):
-        ranks = sps.rankdata(np.abs(nonzero))  # matched-pairs rank-biserial (Kerby 2014)
+        ranks = sps.rankdata(np.abs(nonzero))
         out["rank_biserial"] = float(
             (ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum()
         )
         out["p"] = float(sps.wilcoxon(diff, zero_method="wilcox").pvalue)
+    if ci:
+        clusters = joined["cluster"] if cluster else None
+        out["diff_ci_low"], out["diff_ci_high"] = bootstrap_ci(diff, clusters=clusters)
     return out
 
 
@@ -231,9 +253,24 @@ def rows_where(frame: pd.DataFrame, **values) -> pd.DataFrame:
     return frame[keep]
 
 
-def _row(label: dict, a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict:
+def comparison_row(label: dict, a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict:
+    """A row of a table of tests: ``label``, how many seeds each side averages, ``compare``."""
     seeds = {"seeds_a": int(a["seeds"].max()), "seeds_b": int(b["seeds"].max())}
-    return {**label, **seeds, **paired_test(a, b, metric)}
+    return {**label, **seeds, **compare(a, b, metric)}
+
+
+def zero_shot_baselines(zero_shot: pd.DataFrame, ident: dict):
+    """The zero-shot configurations a configuration ``ident`` (its identity columns and
+    ``test_set``) stands beside: (label, per-image rows) for each zero-shot run of the same
+    model, prompt, size and starting weights that scored its test set (``BASELINE_MATCH``). A
+    zero-shot run made on the test set itself is preferred; otherwise each zero-shot
+    configuration that scored the set (one run on a pooled name, say) is its own baseline,
+    never merged with another."""
+    base = rows_where(zero_shot, **{k: ident[k] for k in BASELINE_MATCH if k in ident})
+    if (base.dataset == ident["test_set"]).any():
+        base = base[base.dataset == ident["test_set"]]
+    for (name,), frame in base.groupby(["dataset"], sort=False):
+        yield f"zero_shot on {name}", frame
 
 
 def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
@@ -244,19 +281,12 @@ def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.
     table = with_config(table)
     images = per_image(table, metric)
     cols = configuration(table)
-    ft, zs = images[images.study == "finetune"], images[images.study == "zero_shot"]
+    ft, zs = images[of_kind(images, "finetune")], images[of_kind(images, "zero_shot")]
     rows = []
     for key, tuned in ft.groupby(cols + ["test_set"], dropna=False, sort=False):
         ident = dict(zip(cols + ["test_set"], key))
-        match = {
-            k: ident[k] for k in ("model", "prompt", "size", "weights", "test_set") if k in ident
-        }
-        base = rows_where(zs, **match)
-        if (base.dataset == ident["test_set"]).any():
-            base = base[base.dataset == ident["test_set"]]
-        for (zs_dataset,), zero in base.groupby(["dataset"], sort=False):
-            label = {**ident, "baseline": f"zero_shot on {zs_dataset}"}
-            rows.append(_row(label, zero, tuned, metric))
+        for baseline, zero in zero_shot_baselines(zs, ident):
+            rows.append(comparison_row({**ident, "baseline": baseline}, zero, tuned, metric))
     return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 
@@ -264,7 +294,7 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
     """Each finetuned configuration against the same configuration (model, training set,
     policy, weights, seeds...) finetuned with the ``empty`` prompt, on each test set."""
     images = per_image(table, metric)
-    ft = images[images.study == "finetune"]
+    ft = images[of_kind(images, "finetune")]
     # the same configuration but for the prompt: its run id without the prompt token either
     ft = ft.assign(config=_without_token(ft["config"], PROMPT_TOKEN)) if "config" in ft else ft
     cols = [c for c in configuration(ft) if c != "prompt"] + ["test_set"]
@@ -275,7 +305,7 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
             continue
         for prompt, other in group[group.prompt != empty].groupby("prompt", sort=False):
             label = {**dict(zip(cols, key)), "prompt": prompt, "baseline": f"prompt {empty}"}
-            rows.append(_row(label, base, other, metric))
+            rows.append(comparison_row(label, base, other, metric))
     return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 

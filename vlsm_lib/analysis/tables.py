@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from vlsm_lib.analysis.stats import of_kind
 from vlsm_lib.data.oracle import is_oracle
 from vlsm_lib.data.pooled import members
 from vlsm_lib.results import PROMPT_TOKEN
@@ -81,18 +82,21 @@ def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFr
     the path of a paper_results.csv ("" or None: none)."""
     if isinstance(paper, str | Path):
         paper = read_paper(paper) if str(paper) else None
-    summary = summary[summary.study.isin(["zero_shot", "finetune"])]
+    summary = summary[of_kind(summary, "zero_shot", "finetune")]
     keep = ["study", "dataset", "model", "prompt", "test_set", "seeds", "images", "clusters"]
     numbers = [metric, "ci_low", "ci_high", "seed_sd"]
     out = summary[[c for c in keep + numbers if c in summary]].copy()
-    out.insert(1, "trained_on", out["dataset"].where(out.study == "finetune", "-"))
+    tuned = of_kind(summary, "finetune")
+    out.insert(1, "trained_on", out["dataset"].where(tuned, "-"))
     out = out.drop(columns="dataset")
-    column = out.groupby(["study", "test_set"], dropna=False)[metric]
+    # the best within a kind (finetuned or zero-shot) and test set, whatever the studies' names
+    kind = summary["kind" if "kind" in summary else "study"]
+    column = out.groupby([kind, "test_set"], dropna=False)[metric]
     out["best"] = (out[metric] == column.transform("max")) & (column.transform("size") > 1)
     if paper is not None:
         regime = [_regime(t, s) for t, s in zip(out["trained_on"], out["test_set"])]
         out = out.assign(regime=regime).merge(paper, on=["regime", "model", "test_set"], how="left")
-        out.loc[out.study != "finetune", ["paper_dice", "paper_source"]] = None
+        out.loc[out["trained_on"] == "-", ["paper_dice", "paper_source"]] = None
         out["diff_vs_paper"] = out[metric] - out["paper_dice"]
     return out
 
@@ -121,13 +125,13 @@ def domain_shift(summary: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Per domain-shift configuration of ``stats.summary_table``'s rows: in-distribution Dice,
     Dice on each unseen test set, the drop (in-distribution minus unseen)."""
     rows = []
-    for (model, dataset, prompt), shift in summary[summary.study == "domain_shift"].groupby(
+    for (model, dataset, prompt), shift in summary[of_kind(summary, "domain_shift")].groupby(
         ["model", "dataset", "prompt"], sort=False
     ):
         own = members(dataset)
         seen = shift[shift.test_set.isin(own)]
         if seen.empty:  # the finetune run of the same checkpoint scored its own test sets
-            tuned = summary[(summary.study == "finetune") & (summary.model == model)]
+            tuned = summary[of_kind(summary, "finetune") & (summary.model == model)]
             seen = tuned[(tuned.dataset == dataset) & (tuned.prompt == prompt)]
             seen = seen[seen.test_set.isin(own)]
         in_dist = seen[metric].mean() if len(seen) else float("nan")
@@ -153,7 +157,7 @@ def _levels_of(summary: pd.DataFrame) -> pd.DataFrame:
     """Zero-shot and finetune rows whose configuration (its run id without prompt and seed)
     was run at two or more prompt levels: trained (finetune) and tested at each level."""
     runs = summary[
-        summary.study.isin(["zero_shot", "finetune"]) & summary.prompt.str.fullmatch(r"p\d+")
+        of_kind(summary, "zero_shot", "finetune") & summary.prompt.str.fullmatch(r"p\d+")
     ]
     if runs.empty or "config" not in runs:
         return pd.DataFrame()
@@ -161,7 +165,7 @@ def _levels_of(summary: pd.DataFrame) -> pd.DataFrame:
     runs = runs.assign(_family=family)
     several = runs.groupby(["_family", "test_set"])["prompt"].transform("nunique") > 1
     runs = runs[several]
-    setting = runs.study.map({"zero_shot": "zero-shot", "finetune": "finetuned"})
+    setting = of_kind(runs, "finetune").map({False: "zero-shot", True: "finetuned"})
     # one line across the levels: "trained with" is the level itself
     runs = runs.assign(prompt_key=runs.prompt, prompt="each level", setting=setting)
     return runs.assign(curve="at each level").drop(columns="_family")
@@ -210,7 +214,7 @@ def readable(effect: pd.DataFrame) -> pd.DataFrame:
     if effect.empty:
         return effect
     same = {c for c in ("size", "train", "train_fraction") if c in effect}
-    drop = {"study", "weights", "config"} | {c for c in same if effect[c].nunique() < 2}
+    drop = {"study", "kind", "weights", "config"} | {c for c in same if effect[c].nunique() < 2}
     front = [c for c in _EFFECT_IDENTITY if c in effect]
     rest = [c for c in effect if c not in front and c not in drop]
     effect = effect[front + rest].dropna(axis=1, how="all")

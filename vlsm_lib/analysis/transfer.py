@@ -25,22 +25,23 @@ import numpy as np
 import pandas as pd
 
 from vlsm_lib.analysis.stats import (
-    _row,
-    bootstrap_ci,
+    BASELINE_MATCH,
+    compare,
+    comparison_row,
     configuration,
     holm,
-    paired_test,
+    of_kind,
     per_image,
     rows_where,
     with_config,
+    zero_shot_baselines,
 )
-from vlsm_lib.results import complete_runs, read_run
+from vlsm_lib.results import TRAINS, complete_runs, kind_of, read_run
 
 ZERO_SHOT = "zero-shot"
 # what a finetune-study run shares with the transfer-mode runs it stands beside
 SAME_RUN = ("model", "dataset", "prompt", "size", "weights", "train_fraction", "test_set")
 POLICIES = (ZERO_SHOT, "decoder", "text_prompt", "visual_prompt", "lora", "adapter", "all")
-MATCH = ("model", "prompt", "size", "weights", "test_set")  # what a zero-shot baseline shares
 
 
 def run_facts(folder: str | Path) -> pd.DataFrame:
@@ -50,7 +51,7 @@ def run_facts(folder: str | Path) -> pd.DataFrame:
     for run in complete_runs(folder):
         info = read_run(run)
         model = info.get("model") or {}
-        trains = info.get("study") not in ("zero_shot", "prompt_ablation_zero_shot")
+        trains = kind_of(info) in TRAINS
         rows.append(
             {
                 "run_id": info.get("run_id", run.name),
@@ -61,13 +62,13 @@ def run_facts(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run_id", "trainable_params", "params"])
 
 
-def with_finetune(frame: pd.DataFrame, study: str = "transfer_modes") -> pd.DataFrame:
-    """The rows of ``study`` and the rows of the finetune study that train a policy the study
-    does not run for the same model, data, prompt, size, weights, fraction and test set: a
+def with_finetune(frame: pd.DataFrame, kind: str = "transfer_modes") -> pd.DataFrame:
+    """The rows of runs of ``kind`` and the rows of finetune runs that train a policy those do
+    not run for the same model, data, prompt, size, weights, fraction and test set: a
     transfer-mode params file need not repeat the finetune study's runs (the paper's decoder
     runs, the demo's end-to-end CLIPSeg). Each row keeps its own configuration."""
-    runs = frame[frame.study == study]
-    finetune = frame[frame.study == "finetune"]
+    runs = frame[of_kind(frame, kind)]
+    finetune = frame[of_kind(frame, "finetune")]
     if runs.empty or finetune.empty:
         return runs
     keys = [k for k in SAME_RUN if k in runs and k in finetune]
@@ -89,25 +90,25 @@ def _whole_split_is_one(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _policy_of(frame: pd.DataFrame) -> pd.Series:
-    return frame["train"].where(frame.study != "zero_shot", ZERO_SHOT)
+    return frame["train"].where(~of_kind(frame, "zero_shot"), ZERO_SHOT)
 
 
 def transfer_table(
-    summary: pd.DataFrame, table: pd.DataFrame, facts: pd.DataFrame, study="transfer_modes"
+    summary: pd.DataFrame, table: pd.DataFrame, facts: pd.DataFrame, kind="transfer_modes"
 ) -> pd.DataFrame:
-    """One row per configuration of ``study`` and test set, and one per zero-shot configuration
-    of the same model, weights, prompt and test set: policy, fraction, trainable parameters,
-    mean and CI. ``summary``: ``stats.summary_table``; ``table``: the gathered table (for run
-    ids); ``facts``: ``run_facts``."""
-    runs = with_finetune(summary, study)
+    """One row per configuration of the runs of ``kind`` and test set, and one per zero-shot
+    configuration of the same model, weights, prompt and test set: policy, fraction, trainable
+    parameters, mean and CI. ``summary``: ``stats.summary_table``; ``table``: the gathered table
+    (for run ids); ``facts``: ``run_facts``."""
+    runs = with_finetune(summary, kind)
     if runs.empty:
         return pd.DataFrame()
-    zs = summary[summary.study == "zero_shot"]
-    keys = [k for k in MATCH if k in runs and k in zs]
+    zs = summary[of_kind(summary, "zero_shot")]
+    keys = [k for k in BASELINE_MATCH if k in runs and k in zs]
     zs = zs.merge(runs[keys].drop_duplicates(), on=keys)
     out = pd.concat([runs, zs], ignore_index=True)
     out = _whole_split_is_one(out).assign(policy=_policy_of(out))
-    out["train_fraction"] = out["train_fraction"].where(out.study != "zero_shot")
+    out["train_fraction"] = out["train_fraction"].where(~of_kind(out, "zero_shot"))
     counts = with_config(table)[["config", "run_id"]].drop_duplicates()
     counts = counts.merge(facts, on="run_id").groupby("config")["trainable_params"].first()
     out["trainable_params"] = out["config"].map(counts)
@@ -119,29 +120,27 @@ def transfer_table(
     return out[[c for c in cols if c in out]].reset_index(drop=True)
 
 
-def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, study="transfer_modes"):
-    """Paired Wilcoxon (Holm over the whole table) of each configuration of ``study`` against
+def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, kind="transfer_modes"):
+    """Paired Wilcoxon (Holm over the whole table) of each configuration of ``kind`` against
     the zero-shot run of the same model, prompt, size, weights and test set, and against the
     ``decoder`` policy of the same model, data, prompt, weights and fraction."""
     images = per_image(table, metric)
-    runs, zs = with_finetune(images, study), images[images.study == "zero_shot"]
+    runs, zs = with_finetune(images, kind), images[of_kind(images, "zero_shot")]
     cols = configuration(runs) + ["test_set"]
     rows = []
     for key, group in runs.groupby(cols, dropna=False, sort=False):
         ident = dict(zip(cols, key))
         label = {k: ident.get(k) for k in ("model", "train", "train_fraction", "dataset")}
         label |= {"prompt": ident.get("prompt"), "test_set": ident["test_set"]}
-        base = rows_where(zs, **{k: ident[k] for k in MATCH if k in ident})
-        if (base.dataset == ident["test_set"]).any():
-            base = base[base.dataset == ident["test_set"]]
-        for (name,), zero in base.groupby(["dataset"], sort=False):
-            rows.append(_row({**label, "baseline": f"zero_shot on {name}"}, zero, group, metric))
+        for baseline, zero in zero_shot_baselines(zs, ident):
+            rows.append(comparison_row({**label, "baseline": baseline}, zero, group, metric))
         if ident.get("train") == "decoder":
             continue
-        same = [c for c in cols if c not in ("train", "config", "study")]
+        same = [c for c in cols if c not in ("train", "config", "study", "kind")]
         paper = rows_where(runs, **{c: ident[c] for c in same}, train="decoder")
         if len(paper):
-            rows.append(_row({**label, "baseline": "decoder (the paper's)"}, paper, group, metric))
+            label |= {"baseline": "decoder (the paper's)"}
+            rows.append(comparison_row(label, paper, group, metric))
     return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
 
 
@@ -161,14 +160,9 @@ def fault_costs(table: pd.DataFrame, faults: list[dict], metric="dice", alpha=0.
         base = per_image(table[table.run_id == spec["baseline"]], metric)
         for test_set in sorted(set(fault.test_set) & set(base.test_set)):
             a, b = base[base.test_set == test_set], fault[fault.test_set == test_set]
-            pair = a.merge(b, on=["test_set", "image_id"], suffixes=("_a", "_b"))
-            low, high = bootstrap_ci(
-                pair[f"{metric}_b"] - pair[f"{metric}_a"], clusters=pair.get("cluster_a")
-            )
             model = b["model"].iloc[0] if "model" in b else ""
             label = {"fault": spec["fault"], "model": model, "test_set": test_set}
-            test = paired_test(a, b, metric)
-            rows.append({**label, **test, "diff_ci_low": low, "diff_ci_high": high,
-                         "run": spec["run"], "baseline": spec["baseline"]})  # fmt: skip
+            test = compare(a, b, metric, ci=True)
+            rows.append({**label, **test, "run": spec["run"], "baseline": spec["baseline"]})
     out = pd.DataFrame(rows)
     return holm(out, alpha) if "p" in out else out

@@ -51,6 +51,7 @@ from vlsm_lib.data.pooled import members
 from vlsm_lib.engine.bench import check_models, load, usable
 from vlsm_lib.engine.config import comma_list
 from vlsm_lib.models import MODELS, create_model
+from vlsm_lib.results import TRAINS
 
 FIXED_SECONDS = 2.0
 CACHED_FWD = 3.0  # forward-equivalents in a cached training step (r_cached_fwd = 3 × cached)
@@ -118,7 +119,8 @@ def work(run, by_dir: dict, epochs: int | None = None) -> dict:
     """What one run does: model, policy, cached (trains from cached features), store (the key
     of its image tower in the shared store; None: it does not use the store), epochs, train
     (names, split, images per epoch cap), evals [(names, split, passes)], passes (P)."""
-    p, kind = _settings(run), run.notebook.stem
+    p, kind = _settings(run), run.kind or run.notebook.stem
+    kind = "finetune" if kind in TRAINS else kind  # a pretrain or transfer-mode run trains alike
     w = {"model": p.get("model") or "", "policy": "", "cached": False, "store": None}
     w.update(epochs=0, train=None, evals=[], passes=0, levels_unknown=False)
     if kind not in EVALUATES or not p.get("model"):

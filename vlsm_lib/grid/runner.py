@@ -4,6 +4,7 @@ A params file ``params/<suite>/<study>.yaml``::
 
     notebook: notebooks/finetune.ipynb
     study: finetune              # optional; default: the file name (several files may share)
+    kind: finetune               # optional; default: the notebook's name (results.KINDS)
     needs: [pretrain]            # studies of the same suite whose runs must complete first
     defaults: {epochs: 10, ...}  # every key must be a parameter of the notebook
     grid: {model: [clipseg, cris], dataset: [synth_polyp]}   # or a list of such mappings;
@@ -32,10 +33,10 @@ import yaml
 
 from vlsm_lib import paths
 from vlsm_lib.grid.execute import Reports, declared_parameters, execute
-from vlsm_lib.results import is_complete, run_id, unfinished
+from vlsm_lib.results import KINDS, is_complete, run_id, unfinished
 
 INJECTED = ("run_dir", "data_root")
-KEYS = {"notebook", "study", "needs", "defaults", "grid", "description", "priority"}
+KEYS = {"notebook", "study", "kind", "needs", "defaults", "grid", "description", "priority"}
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Run:
     notebook: Path
     params: dict[str, Any]
     run_dir: Path
+    kind: str = ""
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Study:
     # Dask: among runs whose needs are met, higher-priority studies start first (and, inside a
     # study, earlier grid entries); put the studies on the critical path and long runs first.
     priority: int = 0
+    kind: str = ""  # what its runs are (results.KINDS), whatever the study is called
 
 
 def load_study(path: str | Path) -> Study:
@@ -78,6 +81,12 @@ def load_study(path: str | Path) -> Study:
     notebook = paths.REPO_ROOT / spec["notebook"]  # an absolute path stays as it is
     if not notebook.is_file():
         raise FileNotFoundError(f"{path}: notebook {notebook} not found")
+    kind = spec.get("kind", notebook.stem)
+    if kind not in KINDS and kind != notebook.stem:
+        raise ValueError(
+            f"{path}: unknown kind {kind!r}; valid: {', '.join(KINDS)} (or leave 'kind:' out: "
+            f"the notebook's name, {notebook.stem!r}, is the default)"
+        )
     grids = spec.get("grid") or [{}]
     grids = grids if isinstance(grids, list) else [grids]
     for g in grids:
@@ -96,6 +105,7 @@ def load_study(path: str | Path) -> Study:
         description=spec.get("description", ""),
         source=path,
         priority=int(spec.get("priority", 0)),
+        kind=kind,
     )
 
 
@@ -141,7 +151,9 @@ def expand(study: Study, outputs: Path | None = None, data_root: Path | None = N
         # data_root is injected unless the study sets its own (e.g. "{data_root}/reference_prompts")
         resolved["run_dir"] = str(run_dir)
         resolved.setdefault("data_root", str(data_root))
-        runs.append(Run(rid, study.name, study.suite, study.notebook, resolved, run_dir))
+        runs.append(
+            Run(rid, study.name, study.suite, study.notebook, resolved, run_dir, study.kind)
+        )
     return runs
 
 
