@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import yaml
 
-from vlsm_lib import locks
+from vlsm_lib import lifetime, locks
 from vlsm_lib.results import read_run, shown_status
 
 CELL = """import os, time
@@ -372,12 +372,12 @@ def test_a_kernel_does_not_outlive_the_runner_that_owns_its_run(tmp_path):
     import psutil
 
     child = (
-        "import time\nfrom vlsm_lib import locks\n"
-        "assert locks.exit_with_runner(every_s=0.1)\ntime.sleep(60)\n"
+        "import time\nfrom vlsm_lib import lifetime\n"
+        "assert lifetime.exit_with_runner(every_s=0.1)\ntime.sleep(60)\n"
     )
     runner = (
         "import os, subprocess, sys, time\n"
-        f"os.environ['{locks.RUNNER_PID}'] = str(os.getpid())\n"
+        f"os.environ['{lifetime.RUNNER_PID}'] = str(os.getpid())\n"
         f"p = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
         f"open({str(tmp_path / 'kernel.pid')!r}, 'w').write(str(p.pid))\n"
         "time.sleep(60)\n"

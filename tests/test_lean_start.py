@@ -74,17 +74,57 @@ def test_lean_runs_get_fresh_forked_kernels_and_their_reports(tmp_path, outputs)
     assert set(Path(tempfile.gettempdir()).glob("vlsm-fork-*")) <= servers_before
 
 
+BURN = "import time\nend = time.process_time() + 1.5\nwhile time.process_time() < end: pass\n"
+
+
+def test_the_work_of_forked_kernels_is_accounted_to_the_runner(tmp_path, outputs):
+    """Kernels stay in the runner's process tree: the CPU time of ``vlsm run`` as its parent
+    sees it (``time``, a scheduler) holds what the kernels did, and no kernel is left to init."""
+    path = tmp_path / "suite" / "s.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = nbformat.read(_notebook(tmp_path), as_version=4)
+    book.cells.insert(3, nbformat.v4.new_code_cell(BURN))  # 1.5 s of CPU in each run's kernel
+    nbformat.write(book, tmp_path / "burn.ipynb")
+    path.write_text(f"notebook: {tmp_path / 'burn.ipynb'}\ngrid: {{x: [1, 2]}}\n")
+    env = {**os.environ, "VLSM_OUTPUTS": str(outputs)}
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "vlsm_lib.cli", "run", str(path)], env=env, cwd=REPO
+    )
+    _, status, usage = os.wait4(runner.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert usage.ru_utime + usage.ru_stime >= 3.0  # both kernels' 1.5 s, seen from outside
+    facts = _metrics(outputs)
+    assert len(facts) == 2
+    for f in facts.values():  # each kernel has ended and was reaped in the runner's tree
+        assert not Path(f"/proc/{f['pid']}").exists()
+
+
+def test_a_child_subreaper_adopts_orphaned_descendants():
+    code = (
+        "import os, sys, time\n"
+        "from vlsm_lib import lifetime\n"
+        "assert lifetime.keep_descendants()\n"
+        "if os.fork() == 0:\n"  # a child that forks a grandchild and dies before it
+        "    if os.fork() == 0:\n"
+        "        time.sleep(0.5); os._exit(0)\n"
+        "    os._exit(0)\n"
+        "time.sleep(0.2)\n"
+        "print(lifetime.reap(wait_s=5))\n"  # the child, then the adopted grandchild
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2"]
+
+
 def test_a_fork_server_whose_runner_is_gone_ends_and_cleans_up(tmp_path):
     """Even when its runner died during the server's imports (getppid() would then be 1)."""
-    from vlsm_lib import locks
-    from vlsm_lib.grid import forkserver
+    from vlsm_lib import lifetime
 
-    assert forkserver.RUNNER_PID == locks.RUNNER_PID
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     folder = tmp_path / "server"
     folder.mkdir()
-    env = {**os.environ, locks.RUNNER_PID: str(gone.pid)}
+    env = {**os.environ, lifetime.RUNNER_PID: str(gone.pid)}
     server = subprocess.Popen(
         [
             sys.executable,

@@ -13,10 +13,11 @@ REPO = PACKAGE.parent
 # module holds more than one concept.
 MAX_LINES = 600
 # The stages in the order the data passes through them. A module imports from its own stage or
-# an earlier one; "" is the run folder's contract every stage reaches (files, paths, locks,
-# results).
+# an earlier one; "" is what every stage reaches: the run folder's contract (results, locks),
+# files, paths and process lifetime.
 STAGES = ("", "data", "models", "engine", "analysis", "reports", "grid", "notebook", "cli")
-TOP_LEVEL = {"__init__.py", "files.py", "paths.py", "locks.py", "results.py", *STAGES[1:]}
+TOP_LEVEL = {"__init__.py", "files.py", "paths.py", "lifetime.py", "locks.py", "results.py"}
+TOP_LEVEL |= set(STAGES[1:])
 
 
 def _module_name(path: Path) -> str:

@@ -14,8 +14,8 @@ imports only from the ones above it):
 - ``notebook``: the verbs the notebooks call and a run's own figures.
 - ``cli``: the ``vlsm`` command.
 
-``results`` (run ids, save, gather), ``locks`` (who owns a run folder), ``files`` and ``paths``
-sit above the stages: every stage may use them.
+``results`` (run ids, save, gather), ``locks`` (who owns a run folder), ``lifetime`` (pids and
+watchers), ``files`` and ``paths`` sit above the stages: every stage may use them.
 """
 
 __version__ = "0.1.0"

@@ -23,6 +23,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from vlsm_lib.lifetime import alive
+
 LOCK = ".lock"
 HEARTBEAT_S = 10.0
 STALE_S = 90.0  # no heartbeat for this long: the owner is gone
@@ -32,16 +34,6 @@ POLL_S = 2.0  # how often a runner looks again at a run another runner holds
 def owner() -> dict:
     """Who this process is: written into the lock and the run's run.json."""
     return {"pid": os.getpid(), "host": socket.gethostname()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def is_stale(path: Path, stale_s: float = STALE_S) -> bool:
@@ -54,7 +46,7 @@ def is_stale(path: Path, stale_s: float = STALE_S) -> bool:
     except (OSError, ValueError):
         held_by = {}  # half-written by an owner killed at birth: judged by its age
     if held_by.get("host") == socket.gethostname() and isinstance(held_by.get("pid"), int):
-        if not _alive(held_by["pid"]):
+        if not alive(held_by["pid"]):
             return True
     return age > stale_s
 
@@ -111,34 +103,6 @@ def heartbeat(run_dir: str | Path, every_s: float = HEARTBEAT_S):
     finally:
         stop.set()
         thread.join(timeout=every_s)
-
-
-RUNNER_PID = "VLSM_RUNNER_PID"  # set by the runner for the kernels it starts
-
-
-_WATCHING = False
-
-
-def exit_with_runner(every_s: float = 2.0) -> bool:
-    """In a notebook kernel started by the runner: end this process when the runner that
-    owns the run dies (SIGKILL, a pre-empted job, a killed Dask worker), so that no orphaned
-    kernel goes on writing into a run another runner has taken over. False when not started
-    by a runner (interactive kernels live on)."""
-    global _WATCHING
-    pid = int(os.environ.get(RUNNER_PID) or 0)
-    if not pid or pid == os.getpid():
-        return False
-    if _WATCHING:  # a kernel started ahead of need already watches (kernels.py)
-        return True
-    _WATCHING = True
-
-    def watch():
-        while _alive(pid):
-            time.sleep(every_s)
-        os._exit(137)  # as if killed with it; the run's resume state stays for the next owner
-
-    threading.Thread(target=watch, name="vlsm-runner-watch", daemon=True).start()
-    return True
 
 
 def is_held(run_dir: str | Path, stale_s: float = STALE_S) -> bool:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import queue
 import threading
 import time
@@ -68,6 +67,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
     info = {
         "run_id": run.run_id,
         "study": run.study,
+        "kind": run.kind or run.notebook.stem,
         "suite": run.suite,
         "notebook": _shown(run.notebook),
         "params": portable_params(run.params, run.run_dir),
@@ -80,10 +80,12 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
     write_json(run.run_dir / RUN_JSON, info)
     output = run.run_dir / "notebook.ipynb"
     error = None
-    # The kernel inherits this environment: no progress bars in reports; it dies with us.
-    os.environ.update(TQDM_DISABLE="1", **{locks.RUNNER_PID: str(os.getpid())})
+    # The kernel's environment is grid.kernels.kernel_env (no progress bars in reports; it
+    # dies with us): a kernel started ahead has it, papermill starts any other with it.
+    from vlsm_lib.grid.kernels import fresh_manager, release
+
     km = kernels.take(run) if kernels is not None else None
-    started_ahead = {"km": km} if km is not None else {}
+    km = km if km is not None else fresh_manager()
     try:
         papermill.execute_notebook(
             str(run.notebook),
@@ -93,7 +95,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
             cwd=str(paths.REPO_ROOT),
             progress_bar=False,
             log_output=False,
-            **started_ahead,
+            km=km,
         )
     except Exception as err:  # a failing run is recorded; the others go on
         # papermill's error carries the cell's exception: its name and message come first,
@@ -101,10 +103,9 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
         first = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
         error = f"{first.strip()}\n{err}".strip()[:4000]
     finally:
-        if km is not None:
-            from vlsm_lib.grid.kernels import release
-
-            release(km)
+        stopping = release(km)
+        if kernels is None:  # no pool waits for it at the end of the grid
+            stopping.join(30)
     status = read_run(run.run_dir)
     if error or status.get("status") != "complete":
         info.update(status if status.get("status") == "complete" else {})

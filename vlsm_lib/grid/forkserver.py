@@ -10,9 +10,11 @@ on the connection file jupyter_client wrote. A run therefore still gets a fresh 
 own: nothing one run does is seen by the next.
 
 How jupyter_client starts it: a kernel spec whose command is this module's ``launch``, a tiny
-stdlib-only process that asks the server for a kernel, forwards signals to it and lives as long
-as it does (jupyter_client watches and kills the launcher; a child whose launcher is gone exits
-within half a second). ``FORK_KERNEL`` names the spec; ``kernel_spec_dir`` writes it.
+process (the standard library and ``vlsm_lib.lifetime``) that asks the server for a kernel,
+forwards signals to it and lives as long as it does (jupyter_client watches and kills the
+launcher; a child whose launcher is gone exits within half a second). A server told to stop
+(SIGTERM) waits for its kernels and reaps them, so none is left to init. ``FORK_KERNEL`` names
+the spec; ``kernel_spec_dir`` writes it.
 
 Modules are imported in the server with the runner's environment (``MPLBACKEND`` set as
 ipykernel would, so figures stay inline): a module that reads an environment variable at import
@@ -27,31 +29,13 @@ import shutil
 import signal
 import socket
 import sys
-import threading
 import time
 
+from vlsm_lib.lifetime import RUNNER_PID, alive, exit_when_gone
+
 FORK_KERNEL = "vlsm-fork"
-RUNNER_PID = "VLSM_RUNNER_PID"  # as locks.RUNNER_PID (this module imports nothing of vlsm_lib)
 INLINE = "module://matplotlib_inline.backend_inline"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _exit_when_gone(pid: int, every_s: float) -> None:
-    def watch():
-        while _alive(pid):
-            time.sleep(every_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="vlsm-fork-watch", daemon=True).start()
+KERNEL_EXIT_S = 10.0  # how long a closing server waits for its kernels before killing them
 
 
 def serve(path: str, code: str) -> None:
@@ -67,13 +51,15 @@ def serve(path: str, code: str) -> None:
     # the runner's pid, as it gave it (a parent that died during the imports above would leave
     # getppid() at 1, which never dies)
     parent = int(os.environ.get(RUNNER_PID) or os.getppid())
+    stopping: list[int] = []  # SIGTERM from the runner: stop, and wait for the kernels
+    signal.signal(signal.SIGTERM, lambda n, _f: stopping.append(n))
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path + ".tmp")
     os.replace(path + ".tmp", path)  # the socket appears once the imports are done
     server.listen(8)
     server.settimeout(1.0)
-    while _alive(parent):  # the server ends with the runner that started it
+    while alive(parent) and not stopping:  # the server ends with the runner that started it
         try:
             conn, _ = server.accept()
         except TimeoutError:
@@ -88,8 +74,42 @@ def serve(path: str, code: str) -> None:
                 conn.close()
                 _become_kernel(request)
             conn.sendall(f"{pid}\n".encode())
-    server.close()  # the runner is gone without closing us: clean up after it
-    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    server.close()
+    _wait_for_kernels(KERNEL_EXIT_S)
+    if not stopping:  # the runner is gone without closing us: clean up after it
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+
+
+def _wait_for_kernels(wait_s: float) -> None:
+    """Reap every kernel this server forked, so that none is left to init (whose accounting
+    nobody reads): a released kernel ends within a second of its launcher; one still running
+    after ``wait_s`` is killed."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        if pid:
+            continue
+        if time.monotonic() > end:
+            _kill_children()
+            end = float("inf")  # killed: wait for them without a limit
+        time.sleep(0.05)
+
+
+def _kill_children() -> None:
+    try:
+        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
+            pids = [int(p) for p in f.read().split()]
+    except OSError:  # no /proc: the kernels end with their launchers all the same
+        pids = []
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _reap() -> None:
@@ -107,7 +127,7 @@ def _become_kernel(request: dict) -> None:
     os.environ.update(request["env"])
     os.environ.setdefault("MPLBACKEND", INLINE)
     os.chdir(request["cwd"])
-    _exit_when_gone(int(request["launcher"]), 0.5)
+    exit_when_gone(int(request["launcher"]), 0.5, name="vlsm-fork-watch")
     try:
         from ipykernel.kernelapp import IPKernelApp
 
@@ -134,8 +154,8 @@ def launch(path: str, connection_file: str) -> int:
         conn.sendall((json.dumps(request) + "\n").encode())
         pid = int(conn.makefile("r").readline())
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, lambda n, _f: os.kill(pid, n) if _alive(pid) else None)
-    while _alive(pid):
+        signal.signal(sig, lambda n, _f: os.kill(pid, n) if alive(pid) else None)
+    while alive(pid):
         time.sleep(0.2)
     return 0
 

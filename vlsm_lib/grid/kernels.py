@@ -8,7 +8,7 @@ the run's critical path:
 
 1. ``prepare(run)`` launches a kernel in a background thread, with the environment and working
    folder papermill would give it (the runner's environment, ``TQDM_DISABLE``, the runner's pid
-   that ``locks.exit_with_runner`` watches), and executes there the code cells before the
+   that ``lifetime.exit_with_runner`` watches), and executes there the code cells before the
    notebook's ``parameters`` cell (its imports: notebooks are reports whose first cells import;
    a test keeps them free of side effects beyond imports and environment defaults) and the import
    of the run's model backend (``models.MODELS``).
@@ -34,7 +34,7 @@ import time
 import warnings
 from pathlib import Path
 
-from vlsm_lib import locks, paths
+from vlsm_lib import lifetime, paths
 
 STARTUP_TIMEOUT_S = 120.0
 
@@ -70,7 +70,7 @@ def warm_code(notebook: Path, model: object = None) -> str:
     """The code a kernel runs ahead of its run: the notebook's imports, the model backend's
     import, and the runner watch."""
     code = [import_cells(notebook), backend_import(model)]
-    code.append("__import__('vlsm_lib.locks').locks.exit_with_runner()")
+    code.append("__import__('vlsm_lib.lifetime').lifetime.exit_with_runner()")
     return "\n".join(c for c in code if c)
 
 
@@ -128,7 +128,7 @@ class ForkServer:
 def kernel_env() -> dict[str, str]:
     """The environment of a run's kernel: the runner's, without progress bars, with the pid
     the kernel watches (it ends with its runner)."""
-    return {**os.environ, "TQDM_DISABLE": "1", locks.RUNNER_PID: str(os.getpid())}
+    return {**os.environ, "TQDM_DISABLE": "1", lifetime.RUNNER_PID: str(os.getpid())}
 
 
 class _Tracked:
@@ -147,6 +147,12 @@ class _Tracked:
                     kc = super().client(**kwargs)
                     self.__dict__.setdefault("vlsm_clients", []).append(kc)
                     return kc
+
+                async def start_kernel(self, **kwargs):
+                    # papermill starts it without an environment: the kernel's is ours, never
+                    # the runner's os.environ changed for good
+                    kwargs.setdefault("env", kernel_env())
+                    return await super().start_kernel(**kwargs)
 
             cls.cls = Tracked
         extra = {"kernel_spec_manager": kernel_spec_manager} if kernel_spec_manager else {}
@@ -205,6 +211,12 @@ class Prestarted:
         return None
 
 
+def fresh_manager():
+    """A kernel manager for papermill to start (the eager path: no kernel started ahead), whose
+    kernel gets ``kernel_env``."""
+    return _Tracked.make()
+
+
 def release(km) -> threading.Thread:
     """Stop the clients handed out for a run and kill its kernel, in a background thread."""
 
@@ -238,6 +250,7 @@ class KernelPool:
         self.upcoming = None  # the run after the one taking a kernel (set by the runner)
         self.lock = threading.Lock()  # a Dask worker's threads share one pool
         self.server = ForkServer(fork_code) if fork_code is not None else None
+        lifetime.keep_descendants()  # a kernel orphaned by its server stays in our tree
 
     def prepare(self, run) -> None:
         """Start a kernel for ``run`` (a ``runner.Run``) unless one is already waiting."""
@@ -267,3 +280,4 @@ class KernelPool:
             _STOPPING.pop().join(30)
         if self.server is not None:
             self.server.close()
+        lifetime.reap()
