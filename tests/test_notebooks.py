@@ -4,6 +4,7 @@ every params key is a notebook parameter; all notebooks execute with the smoke p
 import ast
 import dataclasses
 import json
+import re
 
 import pandas as pd
 import papermill
@@ -72,6 +73,10 @@ def test_notebook_is_a_thin_report(path):
         logic = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, LOGIC)]
         assert not logic, f"{path.name}: {logic} belong in vlsm_lib, not in a cell"
     assert "verbs.save(" in _source(cells[-1]), "the last cell saves the run"
+    sections = [c for c in cells if c["cell_type"] == "markdown" and _source(c).startswith("## ")]
+    assert len(sections) >= 3 and _source(sections[-1]).startswith("## Save"), "sections"
+    text = "".join(_source(c) for c in code)
+    assert text.count(f"notebooks/{path.name}") == 1, "the notebook names itself once (setup)"
 
 
 def test_finetune_parameters_are_the_run_keys_and_every_train_config_field():
@@ -137,18 +142,18 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     assert table.dice.between(0, 1).all()
     summary = run_dirs["statistics"] / "results" / "summary.csv"
     assert summary.is_file() and pd.read_csv(summary).shape[0] > 0
-    tables = ["summary", "table2", "table2_grid", "prompt_levels", "perturbation"]
-    tables += ["prompt_use_index", "domain_shift", "finetune_vs_zero_shot", "wilcoxon_models"]
-    tables += ["friedman_nemenyi", "prompt_effect", "transfer_modes", "policy_tests"]
-    tables += ["reference_faults"]
-    figures = ["prompt_levels", "perturbation", "qualitative", "prompt_use_index", "cd_diagram"]
-    figures += ["transfer_modes", "train_fraction"]
-    for name in tables:
+    for name in verbs.STATISTICS_TABLES:  # what the notebook declares it saves, it saved
         for suffix in ("csv", "md", "tex"):
             assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
-    for name in figures:
+    for name in verbs.STATISTICS_FIGURES:
         for suffix in ("png", "svg"):
             assert (summary.parent / f"{name}.{suffix}").is_file(), f"{name}.{suffix}"
+    page = suite / "results.md"  # the results page, generated from those files
+    text = page.read_text()
+    assert text.startswith("# Results of the smoke suite") and "## Table 2" in text
+    for image in re.findall(r"!\[[^]]*\]\(([^)]+)\)", text):
+        assert (page.parent / image).is_file(), image
+    assert "(results/table2_grid.md)" not in text and "| " in text  # tables inline
     modes = pd.read_csv(summary.parent / "transfer_modes.csv")
     # the decoder point is the finetune study's run (same data, prompt and weights)
     assert list(modes.policy) == ["zero-shot", "decoder", "text_prompt", "text_prompt", "lora"]

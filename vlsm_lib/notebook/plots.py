@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import textwrap
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import numpy as np
 from PIL import Image
 
 from vlsm_lib.analysis.figures import house_style
+from vlsm_lib.data.dataset import load_records
+from vlsm_lib.data.io import read_image, read_mask
+from vlsm_lib.files import atomic_write
 
 OUTLINE = "#00e5ff"
 
@@ -50,14 +52,15 @@ def contact_sheet(
     )
     for row, name in zip(axes, names):
         base = Path(root) / name
-        records = json.loads((base / "anns" / f"{split}.json").read_text())[:per_dataset]
+        records = load_records(base / "anns" / f"{split}.json")[:per_dataset]
         for col, ax in enumerate(row):
             ax.set_axis_off()
             if col >= len(records):
                 continue
             rec = records[col]
-            image = np.asarray(Image.open(base / "images" / rec["img_name"]).convert("RGB"))
-            mask = np.asarray(Image.open(base / "masks" / rec["mask_name"]).convert("L")) > 127
+            # the project's readers: a 0/1 or grey-as-RGB mask shows as it trains
+            image = np.asarray(read_image(base / "images" / rec["img_name"]))
+            mask = read_mask(base / "masks" / rec["mask_name"])
             ax.imshow(image)
             if mask.any():
                 ax.contour(mask, levels=[0.5], colors=OUTLINE, linewidths=1.0)
@@ -137,12 +140,12 @@ def metric_by(
     return fig
 
 
-def save_figure(fig: plt.Figure, folder: str | Path, name: str, dpi: int = 150) -> list[Path]:
-    """Write ``fig`` as ``<folder>/<name>.png`` and ``.svg``; returns the two paths."""
-    from vlsm_lib.files import atomic_write
-
+def save_figure(
+    fig: plt.Figure, folder: str | Path, name: str, dpi: int = 150, formats=("png", "svg")
+) -> list[Path]:
+    """Write ``fig`` as ``<folder>/<name>.png`` and ``.svg`` (atomically); returns the paths."""
     paths = []
-    for suffix in ("png", "svg"):
+    for suffix in formats:
         path = Path(folder) / f"{name}.{suffix}"
         atomic_write(path, lambda tmp, s=suffix: fig.savefig(tmp, format=s, dpi=dpi))
         paths.append(path)

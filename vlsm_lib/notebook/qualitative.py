@@ -26,15 +26,19 @@ from vlsm_lib.data import perturb
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_image, read_mask
 from vlsm_lib.engine.evaluate import evaluate
-from vlsm_lib.files import write_json
+from vlsm_lib.files import atomic_write, write_json
 
 CONDITIONS = ("right", "perturbed", "empty")
 FOLDER, INDEX = "qualitative", "examples.json"
 
 
-def _png(mask: np.ndarray, path: Path) -> str:
-    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+def _png(image: Image.Image, path: Path) -> str:
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
     return path.name
+
+
+def _mask_png(mask: np.ndarray, path: Path) -> str:
+    return _png(Image.fromarray(mask.astype(np.uint8) * 255), path)
 
 
 def save_examples(
@@ -82,14 +86,13 @@ def save_examples(
         )
         for k, (rec, row) in enumerate(zip(records, scores.itertuples())):
             pred = read_mask(folder / "_masks" / dataset / Path(row.image_id).with_suffix(".png"))
-            rec["files"][condition] = _png(pred, folder / f"{k}_{condition}.png")
+            rec["files"][condition] = _mask_png(pred, folder / f"{k}_{condition}.png")
             rec["prompts"][condition] = row.prompt_text
             rec["dice"][condition] = float(row.dice)
     for k, (rec, i) in enumerate(zip(records, chosen)):
         image_path, mask_path = ds.paths(i)
-        read_image(image_path).convert("RGB").save(folder / f"{k}_image.png")
-        rec["files"]["image"] = f"{k}_image.png"
-        rec["files"]["truth"] = _png(read_mask(mask_path), folder / f"{k}_truth.png")
+        rec["files"]["image"] = _png(read_image(image_path), folder / f"{k}_image.png")
+        rec["files"]["truth"] = _mask_png(read_mask(mask_path), folder / f"{k}_truth.png")
         rec.update(dataset=dataset, perturbation=f"{attribute} ({mode})")
     ds.prompt_transform = None
     shutil.rmtree(folder / "_masks")  # copied into <k>_<condition>.png above

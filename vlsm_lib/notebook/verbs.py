@@ -15,7 +15,6 @@ hand (JupyterLab) finds no such file and inspects its notebook itself, once.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -23,33 +22,44 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from vlsm_lib import locks, paths
+from vlsm_lib import lifetime, paths
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.pooled import PooledDataset, members
 from vlsm_lib.data.subset import distinct_records, take_fraction
 from vlsm_lib.engine import feature_store, provenance, runtime
 from vlsm_lib.engine.config import comma_list
 from vlsm_lib.models import SegModel, create_model
-from vlsm_lib.results import read_run, save_run, summarise
+from vlsm_lib.results import kind_of, read_run, save_run, summarise
 
 # In a path parameter, this placeholder stands for the outputs folder ($VLSM_OUTPUTS or
 # outputs/), so that a notebook's default can name a run of the demo study.
 OUTPUTS = "{outputs}"
 
 
-def setup(run_dir: str, data_root: str, seed: int, notebook: str) -> tuple[Path, Path]:
-    """Resolve folders (interactive runs get ``outputs/interactive/<notebook>/<time>``), seed
-    every generator and cap torch threads at the machine's cores. Returns (run_dir, data_root).
+def setup(namespace: dict, notebook: str) -> tuple[Path, Path, dict]:
+    """A notebook's first step. ``namespace``: its ``globals()`` (the parameters ``run_dir``,
+    ``data_root`` and ``seed`` are read from it); ``notebook``: its path in the repository.
+
+    Resolves the folders (an interactive run gets ``outputs/interactive/<notebook>/<time>``),
+    seeds every generator and caps torch threads at the machine's cores. Returns (run_dir,
+    data_root, params): the folders, and the values of the notebook's parameters with the
+    folders resolved (what ``save`` records).
     """
+    run_dir, data_root = _folders(namespace["run_dir"], namespace["data_root"], notebook)
+    lifetime.exit_with_runner()  # a kernel never outlives the runner that owns its run
+    feature_store.activate(run_dir)  # the suite's shared frozen features (feature_store.py)
+    runtime.apply()  # CPU settings for this kernel (runtime.py)
+    runtime.seed_everything(namespace["seed"])
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+    params = notebook_params({**namespace, "run_dir": run_dir, "data_root": data_root}, notebook)
+    return run_dir, data_root, params
+
+
+def _folders(run_dir: str, data_root: str, notebook: str) -> tuple[Path, Path]:
     if not run_dir:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = str(paths.outputs_root() / "interactive" / Path(notebook).stem / stamp)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    locks.exit_with_runner()  # a kernel never outlives the runner that owns its run
-    feature_store.activate(run_dir)  # the suite's shared frozen features (feature_store.py)
-    runtime.apply()  # CPU settings for this kernel (runtime.py)
-    runtime.seed_everything(seed)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     return Path(run_dir), Path(data_root) if data_root else paths.data_root()
 
 
@@ -78,8 +88,8 @@ def parameter_names(notebook: str | Path, run_dir: str | Path) -> list[str]:
 
 
 def notebook_params(namespace: dict, notebook: str) -> dict:
-    """The current values of a notebook's parameters, read from its namespace (``globals()``),
-    which holds ``run_dir`` after ``setup``."""
+    """The current values of a notebook's parameters, read from its namespace (``globals()``,
+    with ``run_dir`` resolved: ``setup`` calls it)."""
     names = parameter_names(notebook, namespace["run_dir"])
     return {name: namespace[name] for name in names if name in namespace}
 
@@ -99,15 +109,11 @@ def resolve(path: str) -> str:
 
 
 def setting(weights: str) -> str:
-    """ "finetuned" when ``weights`` is the folder of a finetune run (its run.json says study
+    """ "finetuned" when ``weights`` is the folder of a finetune run (its run.json says kind
     finetune), else "zero-shot": pretrained weights, or the demo's pretrain runs, which stand
     for them. Prompt-ablation rows carry it, so Fig. 2 keeps the two apart."""
-    run_json = Path(resolve(weights) or ".") / "run.json"
-    try:
-        study = json.loads(run_json.read_text(encoding="utf-8")).get("study")
-    except (OSError, ValueError):
-        return "zero-shot"
-    return "finetuned" if study == "finetune" else "zero-shot"
+    info = read_run(resolve(weights) or ".")
+    return "finetuned" if kind_of(info) == "finetune" else "zero-shot"
 
 
 def build_model(
@@ -223,3 +229,60 @@ def synthetic_names(names: str) -> list[str]:
     )
 
     return comma_list(names) or list_synthetic()
+
+
+# What the statistics notebook saves under <run>/results/: a file name -> the notebook variable
+# that holds it. Tables are written as CSV, Markdown and LaTeX (``stats.save_tables``), figures
+# as PNG and SVG (``plots.save_figure``); the tests and the results page read this declaration.
+STATISTICS_TABLES = {
+    "summary": "summary",
+    "table2": "table_2",
+    "table2_grid": "table_2_grid",
+    "finetune_vs_zero_shot": "finetuned",
+    "prompt_effect": "text_use",
+    "prompt_levels": "levels",
+    "perturbation": "perturbation",
+    "prompt_use_index": "use_index",
+    "domain_shift": "shift",
+    "wilcoxon_models": "wilcoxon_models",
+    "friedman_nemenyi": "friedman",
+    "transfer_modes": "transfer_modes",
+    "policy_tests": "policy_tests",
+    "reference_faults": "fault_table",
+}
+STATISTICS_FIGURES = {
+    "prompt_levels": "levels_figure",
+    "perturbation": "perturbation_figure",
+    "prompt_use_index": "use_figure",
+    "qualitative": "qualitative_figure",
+    "cd_diagram": "cd_diagram",
+    "transfer_modes": "trainable_figure",
+    "train_fraction": "fraction_figure",
+}
+
+
+def save_statistics(results_dir: str | Path, namespace: dict) -> list[str]:
+    """Write the statistics notebook's tables and figures (``STATISTICS_TABLES``,
+    ``STATISTICS_FIGURES``) from its namespace (``globals()``); returns the files written."""
+    from vlsm_lib.analysis.stats import save_tables
+    from vlsm_lib.notebook.plots import save_figure
+
+    wanted = [*STATISTICS_TABLES.values(), *STATISTICS_FIGURES.values()]
+    missing = [name for name in wanted if name not in namespace]
+    if missing:
+        raise KeyError(f"the statistics notebook has not made {missing}; run its cells in order")
+    save_tables(results_dir, **{f: namespace[v] for f, v in STATISTICS_TABLES.items()})
+    for name, variable in STATISTICS_FIGURES.items():
+        save_figure(namespace[variable], results_dir, name)
+    return sorted(p.name for p in Path(results_dir).iterdir())
+
+
+def write_results_page(run_dir, page: str, title: str, table: pd.DataFrame, note: str = ""):
+    """The statistics notebook's results page (``reports.results_page``) at ``page``, a path
+    relative to the repository ("" writes none); returns its path or None."""
+    if not page:
+        return None
+    from vlsm_lib.reports.results_page import write_results_page as write
+
+    path = Path(page) if Path(page).is_absolute() else paths.REPO_ROOT / page
+    return write(run_dir, path, title, int(table["run_id"].nunique()), note)
