@@ -133,7 +133,8 @@ def _become_kernel(request: dict) -> None:
 
         # the server is the kernel's parent: the kernel ends with it (ipykernel's poller)
         parent = f"--IPKernelApp.parent_handle={os.getppid()}"
-        sys.argv = ["ipykernel", "-f", request["connection_file"], parent]
+        quiet = "--IPKernelApp.log_level=ERROR"  # as grid.kernels.KERNEL_ARGUMENTS
+        sys.argv = ["ipykernel", "-f", request["connection_file"], parent, quiet]
         app = IPKernelApp.instance()
         app.initialize(sys.argv[1:])
         app.start()

@@ -37,6 +37,10 @@ from pathlib import Path
 from vlsm_lib import lifetime, paths
 
 STARTUP_TIMEOUT_S = 120.0
+# The grid's console shows progress and errors: a kernel's own log (ipykernel warns at every
+# start that its local TCP ports are not encrypted) stays out of it; a cell's errors still reach
+# the run's record and notebook.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
 
 
 def import_cells(notebook: Path) -> str:
@@ -152,6 +156,8 @@ class _Tracked:
                     # papermill starts it without an environment: the kernel's is ours, never
                     # the runner's os.environ changed for good
                     kwargs.setdefault("env", kernel_env())
+                    extra = kwargs.get("extra_arguments") or []
+                    kwargs["extra_arguments"] = [*extra, *KERNEL_ARGUMENTS]
                     return await super().start_kernel(**kwargs)
 
             cls.cls = Tracked
