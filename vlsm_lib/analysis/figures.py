@@ -37,7 +37,7 @@ def _label(row, cols) -> str:
     return " / ".join(str(row[c]) for c in cols if c in row and pd.notna(row[c]))
 
 
-def prompt_levels(levels: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+def prompt_level_curves(levels: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     """``metric`` against prompt level (the paper's Fig. 2) from ``tables.prompt_levels``: one
     row of panels per setting and kind of curve, one panel per test set, one line per model
     and training, the 95 % CI as a band; oracle levels marked * on the axis."""
@@ -108,7 +108,7 @@ def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: s
 
 def perturbation(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     """Change of ``metric`` per perturbed attribute and mode with its 95 % CI (the paper's
-    Fig. 3), one panel per configuration and test set (``tables.effects`` of
+    Fig. 3), one panel per configuration and test set (``tables.readable`` of
     ``effects.perturbation_effect``); red: significant after Holm."""
     if effect.empty:
         return _note("no perturbation sweep in these runs")
@@ -119,7 +119,7 @@ def perturbation(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
 
 def prompt_use(index: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     """The prompt-use index against each control with its 95 % CI, one panel per
-    configuration and test set (``tables.effects`` of ``effects.prompt_use_index``)."""
+    configuration and test set (``tables.readable`` of ``effects.prompt_use_index``)."""
     if index.empty:
         return _note("no prompt-use sweep in these runs")
     return _effect_panels(index, ["control"], "use_index", f"{metric}: right prompt - control")

@@ -13,7 +13,7 @@ first (``stats.per_image``).
   scored: images (``block="image"``, the default, usable with one test set) or test sets
   (``block="test_set"``, each contestant's mean Dice per set, as in Demsar 2006). Friedman's
   test (scipy), then Nemenyi's post-hoc p-values (scikit-posthocs), the input of a
-  critical-difference diagram (``plots.cd_diagram``).
+  critical-difference diagram (``figures.cd_diagrams``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,27 @@ from vlsm_lib import paths
 
 
 def _run(args: argparse.Namespace) -> int:
-    from vlsm_lib.grid.runner import plan, run_local
+    """``vlsm run``: check the options, plan, then estimate, list or execute the runs."""
+    from vlsm_lib.grid.runner import plan
 
+    conflict = _run_conflict(args)
+    if conflict:
+        print(f"vlsm run: {conflict}", file=sys.stderr)
+        return 2
+    if args.no_store:  # the kernels (and a LocalCluster's workers) inherit it
+        from vlsm_lib.engine.feature_store import STORE_ENV
+
+        os.environ[STORE_ENV] = "off"
+    planned = plan(_params_files(args.params), only=args.only, failed=args.failed)
+    if args.dry_run and args.estimate:
+        return _print_estimate(args, planned)
+    if args.dry_run:
+        return _print_plan(planned, args.show)
+    return _execute(args, planned)
+
+
+def _run_conflict(args: argparse.Namespace) -> str:
+    """What is wrong with the combination of ``vlsm run``'s options ("" when nothing)."""
     estimating = args.dry_run and args.estimate
     wrong = [
         (args.estimate and not args.dry_run, "--estimate goes with --dry-run"),
@@ -27,52 +46,57 @@ def _run(args: argparse.Namespace) -> int:
         (args.gpus and not args.runs_per_gpu and not estimating, "--gpus goes with --runs-per-gpu"),
         (args.runs_per_gpu is not None and args.runs_per_gpu < 1, "--runs-per-gpu must be >= 1"),
     ]
-    for bad, why in wrong:
-        if bad:
-            print(f"vlsm run: {why}", file=sys.stderr)
-            return 2
-    if args.no_store:  # the kernels (and a LocalCluster's workers) inherit it
-        from vlsm_lib.engine.feature_store import STORE_ENV
+    return next((why for bad, why in wrong if bad), "")
 
-        os.environ[STORE_ENV] = "off"
-    files = [
+
+def _params_files(names: list[str]) -> list[Path]:
+    """The params files named: files as they are, folders as their ``*.yaml``, sorted."""
+    return [
         f
-        for p in args.params
+        for p in names
         for f in (sorted(Path(p).glob("*.yaml")) if Path(p).is_dir() else [Path(p)])
     ]
-    planned = plan(files, only=args.only, failed=args.failed)
-    if estimating:
-        from vlsm_lib.grid import estimate
 
-        try:
-            bench = estimate.load_bench(args.bench, planned)
-            pack = {"runs_per_gpu": args.runs_per_gpu or 1, "gpus": args.gpus or 1}
-            text = estimate.report(
-                planned,
-                bench,
-                args.gpu,
-                memory_gb=args.gpu_memory_gb,
-                store=not args.no_store,
-                fixed_seconds=args.fixed_seconds,
-                epochs=args.epochs,
-                **pack,
-            )
-        except (ValueError, OSError) as err:
-            print(f"vlsm run: {err}", file=sys.stderr)
-            return 2
-        print(text)
-        return 0
-    if args.dry_run:
-        per_study: dict[str, list] = {}
-        for study, runs in planned:
-            per_study.setdefault(f"{study.suite}/{study.name}", []).extend(runs)
-        for name, runs in per_study.items():
-            print(f"{name}: {len(runs)} runs")
-            for run in runs[: args.show]:
-                print(f"  {run.run_id}")
-        print(f"total: {sum(len(r) for r in per_study.values())} runs")
-        return 0
+
+def _print_estimate(args: argparse.Namespace, planned) -> int:
+    from vlsm_lib.grid import estimate
+
+    try:
+        bench = estimate.load_bench(args.bench, planned)
+        text = estimate.as_text(
+            planned,
+            bench,
+            args.gpu,
+            memory_gb=args.gpu_memory_gb,
+            store=not args.no_store,
+            fixed_seconds=args.fixed_seconds,
+            epochs=args.epochs,
+            runs_per_gpu=args.runs_per_gpu or 1,
+            gpus=args.gpus or 1,
+        )
+    except (ValueError, OSError) as err:
+        print(f"vlsm run: {err}", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
+def _print_plan(planned, show: int) -> int:
+    per_study: dict[str, list] = {}
+    for study, runs in planned:
+        per_study.setdefault(f"{study.suite}/{study.name}", []).extend(runs)
+    for name, runs in per_study.items():
+        print(f"{name}: {len(runs)} runs")
+        for run in runs[:show]:
+            print(f"  {run.run_id}")
+    print(f"total: {sum(len(r) for r in per_study.values())} runs")
+    return 0
+
+
+def _execute(args: argparse.Namespace, planned) -> int:
+    """Execute the plan locally or on Dask; print the counts and the failed runs."""
     from vlsm_lib.grid.progress import warn_if_disk_short
+    from vlsm_lib.grid.runner import run_local
 
     warn_if_disk_short(planned, paths.outputs_root())  # a warning: the user decides
     if args.executor == "dask":

@@ -37,7 +37,7 @@ def split_size(root, name: str, split: str) -> int | None:
     return count if isinstance(count, int) else None  # a float is a share of the download
 
 
-def prompt_levels(root, name: str, split: str = "test") -> int | None:
+def level_count(root, name: str, split: str = "test") -> int | None:
     """Prompt keys common to every record of a dataset's split (a pooled name: to all its
     members), as ``prompt_sweep`` sweeps them; else the paper's levels of its family."""
     counts = []

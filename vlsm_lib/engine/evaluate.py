@@ -1,7 +1,7 @@
 """``evaluate``: one row per test image, scored at the image's original resolution; sweeps.
 
 The prediction is thresholded at network resolution (``model.threshold``: 0.5, CRIS 0.35) and
-resized back to the mask's original size with nearest-neighbour interpolation (DESIGN §4); the
+resized back to the mask's original size with nearest-neighbour interpolation; the
 truth is the original mask file, binarised at > 127. Metrics follow ``vlsm_lib.engine.metrics`` (the
 empty-mask rule is documented there). Predicted masks can be written as lossless PNG 0/255.
 
@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from vlsm_lib.data import perturb
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.io import read_mask
+from vlsm_lib.data.io import read_image, read_mask
 from vlsm_lib.data.transforms import to_device
 from vlsm_lib.engine import runtime
 from vlsm_lib.engine.config import comma_list
@@ -88,7 +88,7 @@ def evaluate(
         masks_dir: when given, predicted masks are written there as PNG 0/255.
         surface: compute HD95 and NSD (slower); otherwise they are NaN.
         tolerance: the NSD tolerance in pixels of the original resolution.
-        forward: ``batch -> logits``; default ``features.forward_for`` (the suite's shared
+        forward: ``batch -> logits``; default ``feature_cache.forward_for`` (the suite's shared
             feature store when one is active and the model has a frozen tower).
     """
     runtime.apply()  # CPU settings on the thread that computes (runtime.py)
@@ -235,3 +235,24 @@ def prompt_use_sweep(
         table.insert(0, "condition", condition)
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
+
+
+def predict_examples(model: SegModel, dataset, n: int = 6, seed: int = 0) -> list[dict]:
+    """``n`` test items drawn with a seeded generator, predicted in one batch: for each, the
+    image at the network's input size (uint8, h x w x 3), its truth and the prediction (bool,
+    h x w) and its prompt. The model runs through ``feature_cache.forward_for``: images already
+    in the suite's feature store are not encoded again."""
+    idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
+    items = [dataset[int(i)] for i in idx]
+    model.eval()
+    with torch.no_grad():
+        logits = forward_for(model, len(items))[0](to_device(default_collate(items), model.device))
+    preds = model.binarize(logits)[:, 0].cpu().numpy()
+    out = []
+    for item, pred in zip(items, preds):
+        size = item["pixel_values"].shape[-1:-3:-1]  # (w, h) for PIL
+        image = read_image(item["img_path"]).resize(size)
+        truth = item["mask"][0].numpy() > 0.5
+        out.append({"image": np.asarray(image), "truth": truth, "prediction": pred})
+        out[-1]["prompt"] = item["prompt"]
+    return out

@@ -9,10 +9,9 @@ epochs. ``FeatureCache`` keeps them:
   under ``folder`` (one file per feature level, one row per image), so memory stays bounded.
 
 With a suite's shared store (``feature_store``; ``fit`` and ``evaluate`` take the one
-``steps.setup`` activated), what this cache has not seen is read from the store, and what it
-computes is written there for the suite's later runs; in disk mode it keeps nothing of its own
-(a view on the store). Zero-shot evaluation, prompt sweeps and figures use it through
-``forward_for``.
+``notebook.verbs.setup`` activated), what this cache has not seen is read from the store, and what
+it computes is written there for the suite's later runs; in disk mode it keeps nothing of its own (a
+view on the store). Zero-shot evaluation, prompt sweeps and figures use it through ``forward_for``.
 
 Cached training equals uncached training within float tolerance (tested): the same tensors come
 back, computed by the same ``encode_image`` / ``encode_text``.

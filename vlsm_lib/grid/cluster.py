@@ -26,7 +26,7 @@ import threading
 from vlsm_lib.grid.execute import Reports, execute
 from vlsm_lib.grid.kernels import KernelPool, grid_code
 from vlsm_lib.grid.progress import Progress
-from vlsm_lib.grid.runner import Run, Study, _index
+from vlsm_lib.grid.runner import Run, Study, write_indexes
 
 # Per worker process: its kernel pool (fork server, a kernel started ahead) and its report
 # thread, made by the first lean task, ended by _finish_worker (client.run) after the grid.
@@ -101,6 +101,32 @@ def _check_gpu_workers(client, scheduler: str) -> None:
         )
 
 
+def _submit(client, planned, force: bool, pin: bool, code, resources) -> list:
+    """One task per run, each waiting for the runs of the studies it needs; higher-priority
+    studies first, then grid order."""
+    futures, by_study = [], {}
+    for study, runs in planned:
+        needed = [f for need in study.needs for f in by_study.get(need, [])]
+        mine = [
+            client.submit(
+                _task,
+                run,
+                force,
+                pin,
+                code,
+                *needed,
+                key=f"run-{run.run_id}",
+                pure=False,
+                resources=resources,
+                priority=study.priority * 100_000 + len(runs) - i,
+            )
+            for i, run in enumerate(runs)
+        ]
+        by_study.setdefault(study.name, []).extend(mine)
+        futures += mine
+    return futures
+
+
 def run_dask(
     planned: list[tuple[Study, list[Run]]],
     force: bool = False,
@@ -127,26 +153,7 @@ def run_dask(
     try:
         if runs_per_gpu and scheduler:
             _check_gpu_workers(client, scheduler)
-        futures, by_study = [], {}
-        for study, runs in planned:
-            needed = [f for need in study.needs for f in by_study.get(need, [])]
-            mine = [
-                client.submit(
-                    _task,
-                    run,
-                    force,
-                    pin,
-                    code,
-                    *needed,
-                    key=f"run-{run.run_id}",
-                    pure=False,
-                    resources=resources,
-                    priority=study.priority * 100_000 + len(runs) - i,  # then grid order
-                )
-                for i, run in enumerate(runs)
-            ]
-            by_study.setdefault(study.name, []).extend(mine)
-            futures += mine
+        futures = _submit(client, planned, force, pin, code, resources)
         progress = Progress(planned)
         # submitted: under way or waiting for a worker
         progress.start(*(run.run_id for _, runs in planned for run in runs))
@@ -161,7 +168,7 @@ def run_dask(
                 statuses.update(dict.fromkeys(failed, "failed"))
         for _, runs in planned:
             if runs:
-                _index(runs[0])
+                write_indexes(runs[0])
         client.close()
         if cluster is not None:
             cluster.close()

@@ -5,8 +5,8 @@ Per run, in seconds::
     seconds = F + E × (n_train / r_train + n_val / r_fwd) + P × n_test / r_fwd
 
 - F: the fixed cost per run (kernel start, imports, HTML): ``--fixed-seconds``, default 2.0 s,
-  the lean fixed cost per run that ``benchmarks/grid.py`` measured on a 2-core CPU (its
-  ``fixed`` grid: 2.0-2.1 s per run, against 10.1-10.2 s with the store and lean start off).
+  the order of the lean start's cost per run; ``benchmarks/grid.py`` measures it on a machine
+  (its ``fixed`` grid), and benchmarks/README.md keeps what it measured where.
 - E: a finetune's epochs: ``--epochs`` when given (those expected under early stopping, at most
   max_epochs), else min(max_epochs, min_epochs + patience): a model that stops improving by
   min_epochs, then waits out its patience. 0 for notebooks that do not train.
@@ -46,7 +46,7 @@ from pathlib import Path
 import pandas as pd
 
 from vlsm_lib import paths
-from vlsm_lib.data.counts import prompt_levels, split_size
+from vlsm_lib.data.counts import level_count, split_size
 from vlsm_lib.data.pooled import members
 from vlsm_lib.engine.bench import check_models, load, usable
 from vlsm_lib.engine.config import comma_list
@@ -82,7 +82,7 @@ def _policy(model: str, train: str) -> tuple[str, bool]:
 @functools.cache
 def _has_towers(model: str) -> bool:
     """Whether the model has encoder towers: a run that trains nothing freezes them all
-    (``steps.inference_model``), so they can come from the store."""
+    (``notebook.verbs.inference_model``), so they can come from the store."""
     return bool(create_model(model, size="tiny").encoder_prefixes)
 
 
@@ -146,7 +146,7 @@ def work(run, by_dir: dict, epochs: int | None = None) -> dict:
         from vlsm_lib.engine.evaluate import USE_CONDITIONS
 
         levels = p["levels"]
-        n = prompt_levels(root, p["dataset"], test) if levels == "all" else len(comma_list(levels))
+        n = level_count(root, p["dataset"], test) if levels == "all" else len(comma_list(levels))
         cases = 1 + len(comma_list(p["attributes"])) * len(MODES)
         w["levels_unknown"] = n is None
         w["evals"] = [(_tests(p["dataset"]), test, (n or 0) + cases + len(USE_CONDITIONS))]
@@ -242,7 +242,7 @@ def load_bench(files, planned) -> pd.DataFrame:
     return load(files, plan_models(planned), plan_size(planned))
 
 
-def report(
+def as_text(
     planned, bench, gpu="", runs_per_gpu=1, gpus=1, memory_gb=None, store=True, **formula
 ) -> str:
     """The estimate as plain text: hours per study with and without the store, serial and

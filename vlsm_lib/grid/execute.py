@@ -61,8 +61,22 @@ def execute(run, force: bool = False, kernels=None, reports: Reports | None = No
 
 
 def _execute(run, kernels=None, reports: Reports | None = None) -> str:
-    import papermill
+    """Record the run as running, execute its notebook, then record how it ended."""
+    info = _record_start(run)
+    error = _papermill(run, kernels)
+    status = read_run(run.run_dir)
+    if error or status.get("status") != "complete":
+        return _record_failure(run, info, status, error, reports)
+    # a complete run keeps its results, not its resume state (a paper-size CRIS: ~1.7 GB)
+    (run.run_dir / RESUME_STATE).unlink(missing_ok=True)
+    if reports is not None:
+        reports.submit(run.run_dir)
+        return "complete"
+    return "failed" if _report(run.run_dir) else "complete"
 
+
+def _record_start(run) -> dict:
+    """Write the run's run.json as running (who owns it, what it is); returns that record."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "run_id": run.run_id,
@@ -78,10 +92,16 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
         "started": now(),
     }
     write_json(run.run_dir / RUN_JSON, info)
-    output = run.run_dir / "notebook.ipynb"
-    error = None
-    # The kernel's environment is grid.kernels.kernel_env (no progress bars in reports; it
-    # dies with us): a kernel started ahead has it, papermill starts any other with it.
+    return info
+
+
+def _papermill(run, kernels=None) -> str | None:
+    """Execute the run's notebook into ``notebook.ipynb``; the error when a cell failed.
+
+    The kernel's environment is ``grid.kernels.kernel_env`` (no progress bars in reports; it
+    dies with us): a kernel started ahead has it, papermill starts any other with it."""
+    import papermill
+
     from vlsm_lib.grid.kernels import fresh_manager, release
 
     km = kernels.take(run) if kernels is not None else None
@@ -89,7 +109,7 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
     try:
         papermill.execute_notebook(
             str(run.notebook),
-            str(output),
+            str(run.run_dir / "notebook.ipynb"),
             parameters=run.params,
             kernel_name="python3",
             cwd=str(paths.REPO_ROOT),
@@ -97,33 +117,30 @@ def _execute(run, kernels=None, reports: Reports | None = None) -> str:
             log_output=False,
             km=km,
         )
+        return None
     except Exception as err:  # a failing run is recorded; the others go on
         # papermill's error carries the cell's exception: its name and message come first,
         # so that indexes (which show the first line) say what went wrong
         first = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', '')}"
-        error = f"{first.strip()}\n{err}".strip()[:4000]
+        return f"{first.strip()}\n{err}".strip()[:4000]
     finally:
         stopping = release(km)
         if kernels is None:  # no pool waits for it at the end of the grid
             stopping.join(30)
-    status = read_run(run.run_dir)
-    if error or status.get("status") != "complete":
-        info.update(status if status.get("status") == "complete" else {})
-        info.update(
-            status="failed",
-            finished=now(),
-            error=error or "the notebook finished without saving its results (save_run)",
-        )
-        write_json(run.run_dir / RUN_JSON, info)
-        if output.is_file():  # the report of a failed run shows where it stopped
-            _report(run.run_dir) if reports is None else reports.submit(run.run_dir)
-        return "failed"
-    # a complete run keeps its results, not its resume state (a paper-size CRIS: ~1.7 GB)
-    (run.run_dir / RESUME_STATE).unlink(missing_ok=True)
-    if reports is not None:
-        reports.submit(run.run_dir)
-        return "complete"
-    return "failed" if _report(run.run_dir) else "complete"
+
+
+def _record_failure(run, info: dict, status: dict, error, reports) -> str:
+    """Mark the run failed, saying why; render what its notebook reached."""
+    info.update(status if status.get("status") == "complete" else {})
+    info.update(
+        status="failed",
+        finished=now(),
+        error=error or "the notebook finished without saving its results (save_run)",
+    )
+    write_json(run.run_dir / RUN_JSON, info)
+    if (run.run_dir / "notebook.ipynb").is_file():  # the report shows where it stopped
+        _report(run.run_dir) if reports is None else reports.submit(run.run_dir)
+    return "failed"
 
 
 def _report(run_dir: Path) -> str:

@@ -81,7 +81,7 @@ def _model_problem(params: dict) -> str | None:
     from importlib import import_module
 
     from vlsm_lib.data.subset import check_fraction
-    from vlsm_lib.models import MODELS, _check_options, tuning
+    from vlsm_lib.models import MODELS, check_options, tuning
 
     name = params["model"]
     if name not in MODELS:
@@ -95,7 +95,7 @@ def _model_problem(params: dict) -> str | None:
     if policy and policy not in known:
         return f"unknown train policy {policy!r}; valid: {', '.join(known)}"
     try:
-        _check_options(name, getattr(import_module(module), builder), fixed, own)
+        check_options(name, getattr(import_module(module), builder), fixed, own)
         if tuned or policy in tuning.POLICIES:
             tuning.policy_options(policy, tuned)
         if "train_fraction" in params:

@@ -10,15 +10,15 @@ A params file ``params/<suite>/<study>.yaml``::
     grid: {model: [clipseg, cris], dataset: [synth_polyp]}   # or a list of such mappings;
                                  # a mapping may hold "fixed: {key: value}" for its points only
 
-Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_lib.results``).
-The runner injects ``run_dir`` and ``data_root`` (a study may set its own ``data_root``, e.g.
-``"{data_root}/reference_prompts"``); string values may name other runs with
-``{suite_dir}``, ``{data_root}`` and any parameter, e.g.
-``weights: "{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``.
-Keys a notebook does not declare are refused, values checked before any run starts
-(``validate``); declared names go into ``run.json`` (``parameter_names``: ``steps``). Complete
-runs are skipped unless ``force``; a failing run is recorded (status failed, its error), the
-others go on; each run is executed under its lock (``locks``).
+Each grid point is a run ``outputs/<suite>/<study>/<run_id>/`` (ids in ``vlsm_lib.results``). The
+runner injects ``run_dir`` and ``data_root`` (a study may set its own ``data_root``, e.g.
+``"{data_root}/reference_prompts"``); string values may name other runs with ``{suite_dir}``,
+``{data_root}`` and any parameter, e.g. ``weights:
+"{suite_dir}/pretrain/pretrain__{model}__synth_shapes__random__s0"``. Keys a notebook does not
+declare are refused, values checked before any run starts (``preflight``); declared names go into
+``run.json`` (``parameter_names``: ``notebook.verbs``). Complete runs are skipped unless ``force``;
+a failing run is recorded (status failed, its error), the others go on; each run is executed under
+its lock (``locks``).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def run_local(planned, force: bool = False, lean: bool = True) -> dict[str, str]
                 kernels.upcoming = next(later, None)
             statuses[run.run_id] = execute(run, force, kernels, reports)
             print(progress.finish(run.run_id, statuses[run.run_id]), flush=True)
-            _index(run)  # the indexes show the grid's progress while it runs
+            write_indexes(run)  # the indexes show the grid's progress while it runs
     finally:
         if kernels is not None:
             kernels.close()
@@ -263,11 +263,12 @@ def run_local(planned, force: bool = False, lean: bool = True) -> dict[str, str]
             for name in reports.join():  # a report that failed to render failed its run
                 statuses[name] = "failed"
             if todo:
-                _index(todo[-1])
+                write_indexes(todo[-1])
     return statuses
 
 
-def _index(run: Run) -> None:
+def write_indexes(run: Run) -> None:
+    """Write the HTML index of ``run``'s study and of the whole outputs folder."""
     from vlsm_lib.reports.index import write_root_index, write_study_index
 
     write_study_index(run.run_dir.parent)

@@ -75,7 +75,7 @@ def create_model(
     build = getattr(import_module(module), builder)
     tuned = {k: v for k, v in options.items() if k in tuning.OPTIONS}
     options = {k: v for k, v in options.items() if k not in tuning.OPTIONS}
-    _check_options(name, build, fixed, options)
+    check_options(name, build, fixed, options)
     own = W.is_checkpoint(weights)
     model = build(size=size, weights=None if own else weights, **fixed, **options)
     model.name = name
@@ -96,7 +96,7 @@ def create_model(
     return model
 
 
-def _check_options(name: str, build, fixed: dict, options: dict) -> None:
+def check_options(name: str, build, fixed: dict, options: dict) -> None:
     """Refuse options the family's builder does not declare (a typo would otherwise be ignored,
     e.g. ``clip_weight`` for CRIS's ``clip_weights`` would train from a random CLIP)."""
     declared = [p for p in inspect.signature(build).parameters if p not in ("size", "weights")]

@@ -8,7 +8,6 @@ from pathlib import Path
 # No backend is forced: notebooks get the inline backend, scripts on a headless machine Agg.
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
 
 from vlsm_lib.analysis.figures import house_style
 from vlsm_lib.data.dataset import load_records
@@ -90,33 +89,17 @@ def training_curves(history: list[dict]) -> plt.Figure:
     return fig
 
 
-def predictions(model, dataset, n: int = 6, seed: int = 0) -> plt.Figure:
-    """Qualitative grid: image with truth (cyan) and prediction (magenta) outlines, prompt.
-    The model runs through ``features.forward_for``: a run's images already in the suite's
-    feature store are not encoded again."""
-    import torch
-    from torch.utils.data import default_collate
-
-    from vlsm_lib.data.transforms import to_device
-    from vlsm_lib.engine.feature_cache import forward_for
-
-    idx = np.random.default_rng(seed).choice(len(dataset), size=min(n, len(dataset)), replace=False)
-    fig, axes = plt.subplots(1, len(idx), figsize=(2.4 * len(idx), 2.9), squeeze=False)
-    model.eval()
-    items = [dataset[int(i)] for i in idx]
-    with torch.no_grad():  # one batch: the images' features may come from the feature store
-        logits = forward_for(model, len(idx))[0](to_device(default_collate(items), model.device))
-    preds = model.binarize(logits)[:, 0].cpu().numpy()
-    for ax, item, pred in zip(axes[0], items, preds):
-        image = np.asarray(
-            Image.open(item["img_path"]).convert("RGB").resize(item["pixel_values"].shape[-1:-3:-1])
-        )
-        ax.imshow(image)
-        for mask, colour in ((item["mask"][0].numpy() > 0.5, OUTLINE), (pred, "#ff2bd6")):
+def predictions(examples: list[dict]) -> plt.Figure:
+    """Qualitative grid of ``engine.evaluate.predict_examples``: each image with its truth
+    (cyan) and the prediction (magenta) outlined, its prompt above."""
+    fig, axes = plt.subplots(1, len(examples), figsize=(2.4 * len(examples), 2.9), squeeze=False)
+    for ax, example in zip(axes[0], examples):
+        ax.imshow(example["image"])
+        for mask, colour in ((example["truth"], OUTLINE), (example["prediction"], "#ff2bd6")):
             if mask.any():
                 ax.contour(mask, levels=[0.5], colors=colour, linewidths=1.0)
         ax.set_axis_off()
-        text = "\n".join(textwrap.wrap(item["prompt"] or "(empty prompt)", 30)[:3])
+        text = "\n".join(textwrap.wrap(example["prompt"] or "(empty prompt)", 30)[:3])
         ax.set_title(text, fontsize=7)
     fig.tight_layout()
     return fig

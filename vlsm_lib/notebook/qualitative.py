@@ -7,9 +7,9 @@ predictions under the right prompt, a perturbed prompt and the empty prompt.
     <run>/qualitative/examples.json    [{image_id, prompts: {condition: text}, dice: {...}}, ...]
     <run>/qualitative/<k>_image.png, <k>_truth.png, <k>_<condition>.png   (PNG, 0/255 masks)
 
-``load_examples`` reads such folders back for ``plots.qualitative``. The images are drawn with a
-seeded generator among those whose truth is not empty and whose prompt the perturbation changes:
-examples, not a selection of the best or worst cases.
+``load_examples`` reads such folders back for ``analysis.figures.qualitative``. The images are drawn
+with a seeded generator among those whose truth is not empty and whose prompt the perturbation
+changes: examples, not a selection of the best or worst cases.
 """
 
 from __future__ import annotations

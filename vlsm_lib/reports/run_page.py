@@ -3,7 +3,7 @@
 Pages must open from a laptop, an archive or an air-gapped cluster: CSS and figures inline
 (base64), and nothing fetched from the network (nbconvert's defaults pull require.js, MathJax,
 mermaid and the widget manager from CDNs; those are switched off here). The study and suite
-indexes are ``report.py``'s.
+indexes are ``index.py``'s.
 """
 
 from __future__ import annotations

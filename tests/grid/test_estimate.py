@@ -8,7 +8,7 @@ import pytest
 
 from vlsm_lib import paths
 from vlsm_lib.cli import main
-from vlsm_lib.grid.estimate import estimate, report
+from vlsm_lib.grid.estimate import as_text, estimate
 from vlsm_lib.grid.runner import plan
 
 REPO = paths.REPO_ROOT
@@ -145,7 +145,7 @@ def test_paper_counts_without_data_and_unknown_datasets(suite, monkeypatch, caps
     assert table.loc["zero_shot__clipseg__kvasir_polyp__p1", "n_test"] == 100  # the paper's
     unknown = table.loc["zero_shot__clipseg__nowhere__p1"]
     assert unknown["unknown"] == "nowhere (test)" and unknown["seconds"] == 2.0
-    lines = report(planned, _bench()).splitlines()
+    lines = as_text(planned, _bench()).splitlines()
     assert any(line.startswith("WARNING: unknown image counts") and "nowhere" in line
                for line in lines)  # fmt: skip
 
@@ -153,14 +153,14 @@ def test_paper_counts_without_data_and_unknown_datasets(suite, monkeypatch, caps
 def test_packing_divides_the_total_and_checks_memory(suite):
     planned = _grid(suite, ("zero_shot", ZERO_SHOT), ("finetune", FINETUNE))
     hours = estimate(planned, _bench(), fixed_seconds=3600)["seconds"].sum() / 3600
-    text = report(planned, _bench(), runs_per_gpu=2, gpus=1, fixed_seconds=3600)
+    text = as_text(planned, _bench(), runs_per_gpu=2, gpus=1, fixed_seconds=3600)
     assert f"serial: {hours:.2f} GPU-hours for 3 runs" in text
     assert f"packed: 2 run(s) per GPU on 1 GPU(s): {hours / 2:.2f} hours wall" in text
     assert "WARNING" not in text  # no card memory given: nothing to check
     # CLIPSeg trains here: 2 x 3000 MiB > 90 % of 5 GB (4292 MiB); one run fits
-    small = report(planned, _bench(), runs_per_gpu=2, memory_gb=5)
+    small = as_text(planned, _bench(), runs_per_gpu=2, memory_gb=5)
     assert "2 runs x 3000 MiB exceed 90 % of 5 GB; the most that fit: --runs-per-gpu 1" in small
-    assert "WARNING" not in report(planned, _bench(), runs_per_gpu=2, memory_gb=80)
+    assert "WARNING" not in as_text(planned, _bench(), runs_per_gpu=2, memory_gb=80)
 
 
 def test_a_model_missing_from_the_bench_file_is_named_with_the_command(suite, tmp_path, capsys):

@@ -81,7 +81,7 @@ def test_prompt_levels_take_the_level_sweep_only_and_keep_empty_truths_apart():
     assert list(got["dice_gt_nonempty"]) == pytest.approx([0.3, 0.7])  # empty truths left out
     from vlsm_lib.analysis import figures
 
-    assert len(figures.prompt_levels(got).axes) == 1
+    assert len(figures.prompt_level_curves(got).axes) == 1
     assert tables.prompt_levels(
         stats.summary_table(rows("finetune", "cris", "a", "a", [0.5]))
     ).empty
