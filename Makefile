@@ -1,11 +1,12 @@
-# `make study` runs the demo study, `make test` the tests; both create .venv when it is missing.
+# `make study` runs the demo study, `make test` the tests (`make test-fast` the quick ones);
+# each creates .venv when it is missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: study test lint clean-venv
+.PHONY: study test test-fast lint clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +23,14 @@ study: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest
 
+# The tests not marked slow (no kernels, Dask clusters, Chromium, whole notebooks or paper-size
+# models).
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -m "not slow"
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vlsm_lib tests
+	$(VENV)/bin/ruff check vlsm_lib tests benchmarks
+	$(VENV)/bin/ruff format --check vlsm_lib tests benchmarks
 
 clean-venv:
 	rm -rf $(VENV)

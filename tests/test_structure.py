@@ -128,3 +128,13 @@ def test_files_stay_readable():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"over {MAX_LINES} lines, split by concept: {long}"
+
+
+def test_no_public_name_is_defined_twice_in_the_analysis():
+    defined: dict[str, list[str]] = {}
+    for path in sorted((PACKAGE / "analysis").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_"):
+                defined.setdefault(node.name, []).append(path.name)
+    twice = {name: files for name, files in defined.items() if len(files) > 1}
+    assert not twice, f"one name, one concept: {twice}"

@@ -82,6 +82,7 @@ def test_import_writes_a_dataset_whose_groups_stay_in_one_split(imported):
     assert main(["data", "check", str(imported)]) == 0
 
 
+@pytest.mark.slow
 def test_imported_real_data_runs_zero_shot_and_finetune(imported, tmp_path):
     for notebook, extra in (("zero_shot", {}), ("finetune", {"max_epochs": 1, "min_epochs": 1})):
         run_dir = tmp_path / notebook

@@ -1,7 +1,8 @@
 """Tests for vlsm_lib.data.prompts: mask attributes and the P0..PN prompt templates.
 
 Every expected value below is worked out by hand from the module docstring and from the
-reference templates (spec section 7 and its Appendix A), never by calling the code under test.
+reference templates as the reference implementation writes them, never by calling the code
+under test.
 Masks are small and deliberately non-square so that a mix-up of H and W shows.
 """
 

@@ -39,6 +39,7 @@ def test_prepared_download_passes_the_check(prepared, name, capsys):
     assert about["source"] == sources.SOURCES[name].title and sum(about["records"].values()) > 0
 
 
+@pytest.mark.slow
 def test_a_prepared_dataset_trains_the_finetune_notebook_for_one_epoch(prepared, tmp_path):
     run_dir = tmp_path / "run"
     papermill.execute_notebook(

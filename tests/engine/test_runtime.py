@@ -76,6 +76,7 @@ print(json.dumps({{"mapped": mallinfo2().hblkhd - before, "state": runtime.state
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
 def test_large_blocks_come_from_the_heap():
     """A 30 MiB block: its own mmap by default (fresh zero-filled pages every time), from the
@@ -101,6 +102,7 @@ print(json.dumps({"modules": len(names), "scalar": float(torch.tensor(1e-39) * 1
 """
 
 
+@pytest.mark.slow
 def test_importing_every_module_leaves_the_process_as_it_was():
     got = run_python(IMPORT_ALL, VLSM_CPU_TUNING="1")
     assert got["modules"] > 30

@@ -15,6 +15,8 @@ import yaml
 from vlsm_lib import lifetime, locks
 from vlsm_lib.results import read_run, shown_status
 
+pytestmark = pytest.mark.slow  # kernels, fork servers, killed processes
+
 CELL = """import os, time
 from pathlib import Path
 with open(log, "a") as f:

@@ -8,12 +8,15 @@ import tempfile
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from vlsm_lib.grid import kernels
 from vlsm_lib.grid.runner import expand, load_study, plan, run_local
 from vlsm_lib.results import read_run
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # kernels, fork servers, killed processes
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _notebook(folder: Path) -> Path:

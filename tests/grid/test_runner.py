@@ -101,6 +101,7 @@ def test_needs_must_be_complete_or_in_the_same_invocation(tmp_path, outputs):
     assert [s.name for s, _ in plan([later, first])] == ["first", "later"]
 
 
+@pytest.mark.slow
 def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs, capsys):
     nb = _notebook(tmp_path)
     path = _params(tmp_path, "s", f"notebook: {nb}\ngrid: {{fail: [false, true]}}\n")
@@ -122,6 +123,7 @@ def test_local_run_skips_complete_records_failures_and_goes_on(tmp_path, outputs
     assert "FAILED s__fail-True" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_runs_studies_in_dependency_order(tmp_path, outputs):
     from vlsm_lib.grid.cluster import run_dask
 
@@ -137,6 +139,7 @@ def test_dask_local_cluster_runs_studies_in_dependency_order(tmp_path, outputs):
     assert all(end <= start_later for end in ends_first)
 
 
+@pytest.mark.slow
 def test_dask_submits_higher_priority_studies_first(tmp_path, outputs, monkeypatch):
     """``priority:`` reaches Dask: a study's runs outrank lower studies, grid order inside."""
     from dask.distributed import Client
@@ -159,6 +162,7 @@ def test_dask_submits_higher_priority_studies_first(tmp_path, outputs, monkeypat
     assert seen["run-high__x-1"] > seen["run-high__x-2"] > seen["run-low"]
 
 
+@pytest.mark.slow
 def test_dask_runs_per_gpu_shares_a_gpu_and_pins_each_worker_to_its_own(tmp_path, outputs):
     """--runs-per-gpu 2 on 2 "GPUs" (CPU here): a worker per GPU declaring GPU=1 with two
     threads; two tasks asking for a half GPU each are in flight on one worker together; a run's

@@ -96,6 +96,7 @@ def test_clipseg_faithful_policy_trains_only_the_decoder():
     assert any(n.startswith("net.clip.text_model.") for n in everything)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", ["tiny", "paper"])
 def test_clipseg_forward_equals_hf_forward(size):
     torch.manual_seed(0)
@@ -165,6 +166,7 @@ def test_clipseg_local_weights_path_is_named_in_the_error(tmp_path):
         create_model("clipseg", size="paper", weights=str(missing))
 
 
+@pytest.mark.slow
 def test_tiny_wordpiece_vocabulary_is_the_same_in_every_process():
     # a checkpoint trained in one process must load in another (embedding rows = vocabulary)
     import subprocess
@@ -228,6 +230,7 @@ def test_clipseg_text_skips_the_shared_padding_exactly():
     assert seen == [longest]
 
 
+@pytest.mark.slow
 def test_paper_clipseg_with_random_weights_is_fully_initialised():
     """The paper-size random build runs HF's initialisation only (torch's is skipped): every
     tensor is drawn as by the full construction (same spread), none left as allocated."""

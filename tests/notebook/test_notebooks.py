@@ -123,6 +123,7 @@ def test_every_params_key_is_a_notebook_parameter(suite):
         assert used == {p.name for p in NOTEBOOKS}, "the suite exercises every notebook"
 
 
+@pytest.mark.slow
 def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     monkeypatch.setenv("VLSM_OUTPUTS", str(tmp_path / "outputs"))
     monkeypatch.setenv("VLSM_DATA", str(tmp_path / "data"))

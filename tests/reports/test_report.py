@@ -337,6 +337,7 @@ def _check_page(driver, min_images):
     not CHROMIUM.exists(),
     reason="browser check needs /usr/bin/chromium (apt-get install chromium chromium-driver)",
 )
+@pytest.mark.slow
 def test_pages_render_in_headless_chromium(served, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.common.by import By
