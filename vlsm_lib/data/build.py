@@ -197,7 +197,7 @@ def _bbox(mask: np.ndarray) -> list[int]:
 
 
 def _entry(record, img_name, mask_name, mask, prompts, k) -> dict:
-    """One annotation record in the reference's schema (spec §3.2) plus ``extra``."""
+    """One annotation record in the reference's schema plus ``extra``."""
     return {
         "bbox": _bbox(mask),
         "cat": 0,

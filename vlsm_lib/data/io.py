@@ -1,6 +1,6 @@
 """Reading image and mask files, with errors that name the file and the fix.
 
-Masks are binarised on load (foreground = value > 127, DESIGN §3); the rules for unusual files
+Masks are binarised on load (foreground = value > 127); the rules for unusual files
 (0/1 label masks, RGB masks, JPEG noise, palettes, 16-bit) are in ``read_mask``.
 """
 

@@ -3,7 +3,7 @@
 The P0..PN generator (``prompts``) writes count, size and location from the mask itself, and
 BUSI's template says "No tumor ..." at every level p1-p6 for an empty mask. A model given such a
 prompt at test time is told part of the answer. Reports mark these levels (``is_oracle``) and
-give Dice without empty truths beside the mean (DESIGN §4).
+give Dice without empty truths beside the mean.
 """
 
 from __future__ import annotations

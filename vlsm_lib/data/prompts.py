@@ -12,7 +12,7 @@ Attributes read from the mask (``mask_attributes``):
   cell holds >= 10 % of the component's pixels (this includes a component inside one cell), that
   cell; otherwise the cell holding the centre of the component's bounding box.
 
-How the reference differs (spec §7.2), kept as ``reference_location=True`` for faithful runs:
+How the reference differs, kept as ``reference_location=True`` for faithful runs:
 its column thresholds are also H/3 and 2H/3 (the image *height*), so on landscape images "right"
 is over-represented; and when no cell reaches 10 % it takes the cell with the *smallest* share,
 a branch that cannot fire on a 3x3 grid (some cell always holds >= 1/9 > 10 %).
@@ -187,7 +187,7 @@ def non_radiology_prompts(
     colour: str | None = None,
     descriptions: tuple[str, ...] | None = None,
 ) -> dict[str, str | list[str]]:
-    """P0-P9 of the endoscopy / dermoscopy / foot-ulcer family (spec §7.1).
+    """P0-P9 of the endoscopy / dermoscopy / foot-ulcer family, as the reference's templates.
 
     p1 class; p2 +shape; p3 +colour; p4 +size; p5 +count; p6 p5 + location; p7 class + each
     description; p8 p5 + each description; p9 p8 + location. Descriptions default to the
@@ -225,7 +225,7 @@ def busi_prompts(
     regularity: str | None = None,
     shape: str | None = None,
 ) -> dict[str, str | list[str]]:
-    """P0-P6 of the breast-ultrasound family (spec §7.1).
+    """P0-P6 of the breast-ultrasound family, as the reference's templates.
 
     Args:
         tumour_class: "benign" or "malignant"; ignored for an empty mask (a normal image).
@@ -270,7 +270,8 @@ def camus_prompts(
     quality: str | None = None,
     shape: str | None = None,
 ) -> dict[str, str | list[str]]:
-    """P0-P7 of the echocardiography family (spec §7.1); two alternatives per level.
+    """P0-P7 of the echocardiography family, as the reference's templates; two alternatives a
+    level.
 
     Args:
         structure: "mask_1" / "mask_2" / "mask_3" or a structure name ("Myocardium").
@@ -309,7 +310,7 @@ def chexlocalize_prompts(
     shape: str | None = None,
     findings: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """P0-P6 of the chest X-ray family (spec §7.1), strings only.
+    """P0-P6 of the chest X-ray family, as the reference's templates, strings only.
 
     ``findings`` are the observations present in the study (the radiology report), in order.
     """

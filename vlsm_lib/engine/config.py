@@ -62,7 +62,7 @@ def comma_list(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation as the reference (spec §4), each default with its reason.
+    """Optimisation as the reference implementation trains, each default with its reason.
 
     The reference's per-model values: CLIPSeg family lr 2e-3 (what its scripts ran), batch 128;
     CRIS lr 2e-5, batch 32; CNNs Adam lr 1e-3 (we use AdamW for all; weight decay as below).

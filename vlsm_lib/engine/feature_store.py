@@ -165,10 +165,9 @@ def weights_digest(model: torch.nn.Module, prefix: str | tuple[str, ...]) -> str
     fingerprint = tuple((n, t.data_ptr(), t._version) for n, t in named)
     memo = model.__dict__.setdefault("_weights_digests", {})
     if memo.get(prefix, (None,))[0] != fingerprint:
-        # each tensor's bytes through SHA-1 (not a security use: ~1.6 GB/s here against
-        # ~1.3 for SHA-256, a paper-size tower in ~0.2 s), on threads (hashlib releases the GIL:
-        # half the time on two cores), then names, dtypes, shapes and those digests through
-        # SHA-256 in name order: the same digest whatever the number of threads
+        # each tensor's bytes through SHA-1 (not a security use, and faster than SHA-256), on
+        # threads (hashlib releases the GIL), then names, dtypes, shapes and those digests
+        # through SHA-256 in name order: the same digest whatever the number of threads
         named.sort(key=lambda x: x[0])
         with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
             datas = list(pool.map(_sha1, [t for _, t in named]))

@@ -1,4 +1,4 @@
-"""``fit``: a plain PyTorch training loop with the reference's recipe (spec §4).
+"""``fit``: a plain PyTorch training loop with the reference's recipe.
 
 AdamW, ReduceLROnPlateau on validation loss, early stopping on validation Dice (not before
 ``min_epochs``), gradient clipping, fp16 autocast on CUDA, a tqdm bar per epoch. The best

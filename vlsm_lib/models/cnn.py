@@ -1,6 +1,6 @@
 """Image-only CNN baselines from segmentation_models_pytorch: UNet, UNet++, DeepLabv3+ (ResNet-50).
 
-The reference (§2.5 of the spec) trains these without text; their ``forward`` ignores
+The reference trains these without text; their ``forward`` ignores
 ``input_ids`` and ``attention_mask`` so that every model keeps one calling contract.
 
 Departure from the reference: the input is a square 256x256. The reference's ``Resize(256)``

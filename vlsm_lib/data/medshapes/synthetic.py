@@ -184,7 +184,7 @@ def write_dataset(
     """Write one MedShapes dataset under ``out/name``; returns that folder.
 
     Args:
-        counts: images per split, overriding the spec's defaults for the splits it names
+        counts: images per split, overriding each dataset's defaults for the splits it names
             (splits a dataset does not have, e.g. train for synth_polyp_b, are ignored).
     """
     spec = _spec(name)

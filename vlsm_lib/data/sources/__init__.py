@@ -45,7 +45,7 @@ class Source:
     url: str
     terms: str  # licence or access terms, as the provider states them
     family: str  # prompt family (build.FAMILIES)
-    sizes: dict  # the paper's records per split (spec §3.4)
+    sizes: dict  # the paper's records per split
     module: str  # the module of this package that reads the download
     expects: str  # what the download holds, for errors and --list
 

@@ -11,7 +11,7 @@ one folder per class, ``benign/`` (437 images), ``malignant/`` (210) and ``norma
 
 Names follow the reference's (``102_malignant.png`` for image and mask), so ``--anns`` matches
 by stem and a class can still be selected by the substring of ``mask_name``. The splits are
-stratified by class (spec §3.4: 624 / 78 / 78 = benign 349/44/44, malignant 168/21/21, normal
+stratified by class (the paper's 624 / 78 / 78 = benign 349/44/44, malignant 168/21/21, normal
 107/13/13), dealt here per class with ``seed``. ``shape`` and ``regularity`` (regular /
 irregular) come from the attributes CSV when given, keyed by either stem (``benign (1)`` or
 ``1_benign``).
@@ -46,7 +46,7 @@ SOURCE = register(
 )
 
 ROOT = "Dataset_BUSI_with_GT"
-# The paper's records per split and class (spec §3.4): each class is dealt on its own.
+# The paper's records per split and class: each class is dealt on its own.
 CLASS_SIZES = {
     "benign": {"train": 349, "val": 44, "test": 44},
     "malignant": {"train": 168, "val": 21, "test": 21},

@@ -12,14 +12,15 @@ Two releases are read:
   (50) with the same file names as MetaImage pairs (``.mhd`` header + ``.raw`` data), read by
   ``read_mhd``.
 
-Each frame gives one grey image ``patientNNNN_2CH_ED.png`` and three records, one per structure
-(spec §7.1): ``mask_1/patientNNNN_2CH_ED_gt.png`` (label 1), ``mask_2/...`` (2), ``mask_3/...``
-(3), with view (two/four), cycle (diastole/systole) and the patient's sex, age and image
-quality for the prompts. The challenge layout keeps the reference's folders: ``images/train/``,
-``masks/train/mask_k/`` for the training patients and ``images/test/``, ``masks/test/mask_k/``
-for the testing ones; the 2023 release, whose patient numbers are unique, has no such folder.
+Each frame gives one grey image ``patientNNNN_2CH_ED.png`` and three records, one per structure (as
+the reference reads them): ``mask_1/patientNNNN_2CH_ED_gt.png`` (label 1), ``mask_2/...`` (2),
+``mask_3/...`` (3), with view (two/four), cycle (diastole/systole) and the patient's sex, age and
+image quality for the prompts. The challenge layout keeps the reference's folders:
+``images/train/``, ``masks/train/mask_k/`` for the training patients and ``images/test/``,
+``masks/test/mask_k/`` for the testing ones; the 2023 release, whose patient numbers are unique, has
+no such folder.
 
-Splits (spec §3.4): in the challenge layout val = training patients 0001-0050, train = the other
+Splits, as the paper's: in the challenge layout val = training patients 0001-0050, train = the other
 training patients, test = the testing patients. Without a testing folder with ground truth (the
 2023 release) the patients are dealt by ``write_dataset`` to 4800/600/600 records, i.e.
 400/50/50 patients (group = patient). ``cluster`` = the patient.
@@ -67,7 +68,7 @@ STRUCTURES = {"mask_1": 1, "mask_2": 2, "mask_3": 3}  # mask folder -> label in 
 VIEWS = {"2CH": "two", "4CH": "four"}
 CYCLES = {"ED": "diastole", "ES": "systole"}
 SEXES = {"F": "female", "M": "male"}
-VAL_PATIENTS = 50  # spec §3.4: val = training patients 0001-0050
+VAL_PATIENTS = 50  # the paper's split: val = training patients 0001-0050
 FRAME = re.compile(r"^(patient\d+)_(2CH|4CH)_(ED|ES)(\.nii\.gz|\.nii|\.mhd)$", re.IGNORECASE)
 PATIENT = re.compile(r"^patient\d+$", re.IGNORECASE)
 MET_TYPES = {

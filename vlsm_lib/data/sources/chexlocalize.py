@@ -16,10 +16,10 @@ The download (its repository's README, rajpurkarlab/cheXlocalize) holds:
 - Grad-CAM maps and the human benchmark (``gradcam_*``, ``hb_*``), not read.
 
 The image id is ``patientNNNNN_studyN_viewN_frontal``. One record per (image, pathology) with a
-non-empty mask (spec §3.4): image ``<id>.jpg`` (copied as it is), mask
+non-empty mask (as the paper): image ``<id>.jpg`` (copied as it is), mask
 ``<id>_<pathology, lower case, underscores>.png`` as the reference's (Appendix A). Prompts use
 the pathology (``Airspace Opacity``), the view (frontal/lateral, from the file name) and the
-findings: the observations positive in the labels, in CheXpert order (spec §7.1). Splits are
+findings: the observations positive in the labels, in CheXpert order. Splits are
 dealt by patient to the paper's 1279/446/452 records; ``cluster`` = the image, so that an
 image's masks are resampled together. Shape words come from the attributes CSV, keyed by the
 mask's stem or the image id.
@@ -61,7 +61,7 @@ SOURCE = register(
     )
 )
 
-# CheXpert's 13 observations in its order (spec §7.1); "No Finding" is never a finding.
+# CheXpert's 13 observations in its order; "No Finding" is never a finding.
 OBSERVATIONS = (
     "Enlarged Cardiomediastinum",
     "Cardiomegaly",

@@ -12,7 +12,7 @@ module named by ``Source.module``):
 
 The helpers below find the folders (a SourceError names what was expected and what was found),
 pair images with masks by file stem (the rest is skipped and warned about) and build the
-``Record``s with the reference's names (Appendix A of the spec: ``<stem>.<image suffix>`` for
+``Record``s with the reference's names (``<stem>.<image suffix>`` for
 both image and mask; the mask is written as PNG) and the non-radiology prompt metadata: class
 "polyp" plus the shape and colour of the attributes file when it has them.
 """

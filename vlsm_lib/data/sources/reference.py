@@ -5,7 +5,7 @@ download (``records`` of the dataset's module) by its path without suffix, or by
 stem where that is unique (CAMUS's three structures share one stem). Every file they name
 must be found: otherwise a DataError lists the missing ones (the first 10) and their count. The
 records keep the reference's split, names and prompts; with ``regenerate`` the prompts are
-left to the project's generator (location by image width, not height: spec §7.2). ``testB``
+left to the project's generator (location by image width, not height). ``testB``
 files, copies of ``test`` in the reference, are not read.
 """
 
