@@ -2,6 +2,7 @@
 import cycles inside vlsm_lib, files of a readable size."""
 
 import ast
+import re
 from pathlib import Path
 
 import vlsm_lib
@@ -138,3 +139,26 @@ def test_no_public_name_is_defined_twice_in_the_analysis():
                 defined.setdefault(node.name, []).append(path.name)
     twice = {name: files for name, files in defined.items() if len(files) > 1}
     assert not twice, f"one name, one concept: {twice}"
+
+
+# Pointers a reader holding only the repository cannot follow (built from parts, so that this
+# file does not match itself).
+DANGLING = re.compile(
+    "|".join(["DESIGN " + "§", "spec " + "§", r"\bissue \d+\b", r"\.\./" + "shared"])
+)
+
+
+def test_no_reference_points_outside_the_repository():
+    found = []
+    for path in sorted(REPO.rglob("*")):
+        parts = path.relative_to(REPO).parts
+        if (
+            not path.is_file()
+            or parts[0] in {".git", ".venv", "outputs"}
+            or path.suffix not in {".py", ".md", ".yaml", ".ipynb", ".toml", ".cff", ".txt", ""}
+        ):
+            continue
+        for n, line in enumerate(path.read_text(errors="ignore").splitlines(), 1):
+            if DANGLING.search(line):
+                found.append(f"{path.relative_to(REPO)}:{n}: {line.strip()[:80]}")
+    assert not found, "say it in the repository's own words:\n" + "\n".join(found)

@@ -90,8 +90,9 @@ def disk_need(planned) -> int:
 
     need = 0
     for _, runs in planned:
-        todo = [r for r in runs if not is_complete(r.run_dir)]
-        done = [r.run_dir for r in runs if is_complete(r.run_dir)]
+        complete = [is_complete(r.run_dir) for r in runs]  # each run.json read once
+        todo = [r for r, c in zip(runs, complete) if not c]
+        done = [r.run_dir for r, c in zip(runs, complete) if c]
         if todo:
             size = todo[0].params.get("size", "paper")
             each = median(map(_folder_bytes, done)) if done else GUESS_BYTES.get(size, 2**30)
