@@ -57,7 +57,7 @@ def test_prompt_use_index_is_right_minus_control_with_seeds_averaged_per_image()
         ]
     )
     got = effects.prompt_use_index(table).set_index("weights")
-    assert len(got) == 2 and set(got["n"]) == {N}
+    assert len(got) == 2 and set(got["n_clusters"]) == {N}
     row = got.loc[tuned]
     assert row["seeds"] == 2 and row["control"] == "empty"
     assert row["use_index"] == pytest.approx(0.2)  # (0.3 + 0.1) / 2, per image
@@ -74,7 +74,7 @@ def test_perturbation_effect_counts_only_images_whose_prompt_changed():
     perturbed = base.assign(attribute="size", mode="wrong", dice=RIGHT - 0.2, changed=True)
     perturbed.loc[:3, ["dice", "changed"]] = [RIGHT[0], False]  # 4 prompts had no size word
     got = effects.perturbation_effect(pd.concat([base, perturbed])).iloc[0]
-    assert got["n"] == N - 4 and got["delta"] == pytest.approx(-0.2)
+    assert got["n_clusters"] == N - 4 and got["delta"] == pytest.approx(-0.2)
     diff = (RIGHT - 0.2)[4:] - RIGHT[4:]
     assert got["p"] == pytest.approx(sps.wilcoxon(diff).pvalue)
     shown = tables.readable(effects.perturbation_effect(pd.concat([base, perturbed])))

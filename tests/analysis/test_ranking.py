@@ -50,7 +50,9 @@ def test_pairwise_models_pair_images_within_one_setting():
     other = rows("unet", SCORES["unet"] * 0.9, dataset="pooled", test_set="kvasir")
     got = ranking.pairwise_models(pd.concat([TABLE, other]))
     kvasir = got[got.setting.str.contains("/ kvasir /")]
-    assert len(kvasir) == 3 and set(kvasir["n"]) == {15}  # the pooled run is another setting
+    assert len(kvasir) == 3 and set(kvasir["n_clusters"]) == {
+        15
+    }  # the pooled run is another setting
     assert "p_holm" in got and (got["p_holm"] >= got["p"]).all()
 
 

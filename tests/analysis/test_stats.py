@@ -47,7 +47,7 @@ def test_two_training_sets_on_one_test_set_are_two_comparisons():
     )
     got = stats.finetune_vs_zero_shot(table)
     assert sorted(got["dataset"]) == ["kvasir", "pooled_polyp"]
-    assert list(got["n"]) == [20, 20]  # not the 400-pair cross product
+    assert list(got["n_clusters"]) == [20, 20]  # not the 400-pair cross product
     assert set(got["baseline"]) == {"zero_shot on kvasir"}  # the run on the test set itself
     row = got.set_index("dataset").loc["pooled_polyp"]
     assert row["mean_b"] == pytest.approx(C.mean()) and row["mean_a"] == pytest.approx(A.mean())
@@ -64,7 +64,7 @@ def test_prompt_effect_never_pairs_other_training_data():
     assert stats.prompt_effect(table).empty  # a training-set shift is not a prompt effect
     table = pd.concat([table, runs("finetune", "clipseg", "kvasir", "p6", "kvasir", C)])
     got = stats.prompt_effect(table)
-    assert len(got) == 1 and got.iloc[0]["prompt"] == "p6" and got.iloc[0]["n"] == 20
+    assert len(got) == 1 and got.iloc[0]["prompt"] == "p6" and got.iloc[0]["n_clusters"] == 20
 
 
 def test_seeds_are_averaged_per_image_and_their_spread_reported():
@@ -84,7 +84,7 @@ def test_seeds_are_averaged_per_image_and_their_spread_reported():
     assert summary["seeds"] == 2 and summary["runs"] == 2 and summary["images"] == 20
     assert summary["seed_sd"] == pytest.approx(np.std([s1.mean(), s2.mean()], ddof=1))
     got = stats.finetune_vs_zero_shot(table)
-    assert got.iloc[0]["seeds_b"] == 2 and got.iloc[0]["n"] == 20
+    assert got.iloc[0]["seeds_b"] == 2 and got.iloc[0]["n_clusters"] == 20
     assert got.iloc[0]["p"] == pytest.approx(sps.wilcoxon((s1 + s2) / 2 - A).pvalue)
 
 
@@ -114,14 +114,14 @@ def test_paired_test_matches_scipy_and_handles_ties():
     a = runs("x", "m", "d", "p0", "t", A)
     b = runs("x", "m", "d", "p6", "t", B)
     got = stats.compare(a, b)
-    assert got["n"] == 20 and got["p"] == pytest.approx(sps.wilcoxon(B - A).pvalue)
+    assert got["n_clusters"] == 20 and got["p"] == pytest.approx(sps.wilcoxon(B - A).pvalue)
     hand = stats.compare(
         runs("x", "m", "d", "p0", "t", [0.5, 0.5, 0.5, 0.5]),
         runs("x", "m", "d", "p6", "t", [0.6, 0.3, 0.8, 0.5]),  # +0.1, -0.2, +0.3, 0 (dropped)
     )
     assert hand["rank_biserial"] == pytest.approx((1 + 3 - 2) / 6)  # ranks 1, 2, 3 of |d|
     same = stats.compare(a, a)
-    assert same["n"] == 20 and np.isnan(same["p"]) and same["mean_diff"] == 0
+    assert same["n_clusters"] == 20 and np.isnan(same["p"]) and same["mean_diff"] == 0
     shifted = stats.compare(a, runs("x", "m", "d", "p6", "t", A + 0.1))
     assert shifted["rank_biserial"] == pytest.approx(1.0)  # all differences equal, all positive
     with pytest.raises(ValueError, match="more than once"):
@@ -186,11 +186,60 @@ def test_a_renamed_study_lands_in_its_tables_by_its_kind():
     assert stats.finetune_vs_zero_shot(table.drop(columns="kind")).empty
 
 
-def test_compare_gives_the_clustered_ci_of_the_differences():
-    a = runs("x", "m", "d", "p0", "t", A, cluster=[f"c{i // 2}" for i in range(20)])
-    b = runs("x", "m", "d", "p6", "t", B)
-    got = stats.compare(a, b, ci=True)
-    low, high = stats.bootstrap_ci(B - A, clusters=a["cluster"])
-    assert (got["diff_ci_low"], got["diff_ci_high"]) == (low, high)
-    assert low < got["mean_diff"] < high
-    assert "diff_ci_low" not in stats.compare(a, b)  # only when asked
+def test_records_of_one_cluster_are_tested_as_one():
+    """Two masks per image whose differences cancel: the test is over the 30 image means."""
+    rng = np.random.default_rng(1)
+    swing, shift = rng.uniform(0.2, 0.4, 30), rng.uniform(-0.01, 0.03, 30)
+    base = rng.uniform(0.3, 0.6, 60)
+    delta = np.ravel(np.column_stack([swing + shift, -swing + shift]))  # negatively correlated
+    clusters = [f"img{i // 2}" for i in range(60)]
+    a = runs("x", "m", "d", "p0", "t", base, cluster=clusters)
+    b = runs("x", "m", "d", "p6", "t", base + delta, cluster=clusters)
+    got = stats.compare(a, b)
+    means = delta.reshape(30, 2).mean(axis=1)
+    assert (got["n_records"], got["n_clusters"], got["n_nonzero"]) == (60, 30, 30)
+    assert got["p"] == pytest.approx(sps.wilcoxon(means).pvalue)
+    assert got["p"] != pytest.approx(sps.wilcoxon(delta).pvalue)  # records as units: wrong
+    low, high = stats.bootstrap_ci(delta, clusters=clusters)
+    assert (got["diff_ci_low"], got["diff_ci_high"]) == pytest.approx((low, high))
+
+
+def test_differences_within_the_tie_tolerance_are_no_practical_difference():
+    a = runs("x", "m", "d", "p0", "t", A)
+    b = runs("x", "m", "d", "p6", "t", A + 1e-6)  # rounding noise everywhere
+    got = stats.compare(a, b)
+    assert got["n_nonzero"] == 0 and np.isnan(got["p"]) and np.isnan(got["rank_biserial"])
+    row = pd.DataFrame([{**got, "seeds_a": 1, "seeds_b": 1}])
+    assert stats.holm(row, 0.05, margin=0.01)["claim"].tolist() == [stats.NO_PRACTICAL]
+
+
+def _recipe(name, seed_means, n=400, noise=0.002, seed=0):
+    """One configuration's gathered rows: per seed, per image Dice = the seed's mean + noise."""
+    rng = np.random.default_rng(seed)
+    frames = [
+        runs("finetune", "m", "d", name, "t", mean + rng.normal(0, noise, n), seed=s)
+        for s, mean in zip((42, 43, 44), seed_means)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_recipes_whose_seeds_interleave_are_not_significant_at_any_number_of_images():
+    table = pd.concat(
+        [_recipe("p0", [0.50, 0.60, 0.70]), _recipe("p6", [0.55, 0.65, 0.75], seed=1)]
+    )
+    got = stats.prompt_effect(table, margin=0.01).iloc[0]
+    assert got["seeds_a"] == got["seeds_b"] == 3 and got["n_clusters"] == 400
+    assert got["p_holm"] < 1e-10  # the seed-averaged models differ on every image...
+    assert got["recipe_ci_low"] < 0 < got["recipe_ci_high"] and got["recipe_p_holm"] > 0.05
+    assert got["claim"] == stats.INCONCLUSIVE  # ...but the recipes do not, on three seeds
+
+
+def test_a_recipe_difference_is_replicated_only_with_three_seeds_a_side():
+    table = pd.concat(
+        [_recipe("p0", [0.50, 0.51, 0.52]), _recipe("p6", [0.80, 0.81, 0.82], seed=1)]
+    )
+    replicated = stats.prompt_effect(table, margin=0.01).iloc[0]
+    assert replicated["claim"] == stats.REPLICATED and replicated["recipe_ci_low"] > 0.25
+    one = table[table.seed == 42]
+    fixed = stats.prompt_effect(one, margin=0.01).iloc[0]
+    assert fixed["claim"] == "fixed models only (1 seed)"

@@ -61,7 +61,7 @@ def test_policy_tests_pair_each_policy_with_zero_shot_and_the_papers_policy(tabl
     assert set(lora.index) == {"zero_shot on polyp", "decoder (the paper's)"}
     assert lora.loc["zero_shot on polyp", "mean_diff"] == pytest.approx(0.5, abs=0.02)
     assert lora.loc["decoder (the paper's)", "mean_diff"] == pytest.approx(0.1, abs=0.02)
-    assert lora.loc["zero_shot on polyp", "n"] == N and lora["significant"].all()
+    assert lora.loc["zero_shot on polyp", "n_clusters"] == N and lora["significant"].all()
     decoder = tests[tests.train == "decoder"]
     assert list(decoder.baseline) == ["zero_shot on polyp"]  # never against itself
     # the fraction 0.25 run is compared with the decoder at 0.25 only: there is none
@@ -112,7 +112,7 @@ def test_fault_costs_name_both_runs_and_report_missing_ones(table):
     worse = out[out.fault == "worse"].iloc[0]
     assert worse["mean_diff"] == pytest.approx(-0.2, abs=0.02)
     assert worse["diff_ci_low"] < worse["mean_diff"] < worse["diff_ci_high"] < 0
-    assert worse["significant"] and worse["n"] == N
+    assert worse["significant"] and worse["n_clusters"] == N
     assert out[out.fault == "gone"].iloc[0]["missing"] == "nope"
     assert transfer.fault_costs(table, [], "dice", 0.05).empty
 

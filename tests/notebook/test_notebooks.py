@@ -162,12 +162,12 @@ def test_smoke_suite_executes_every_notebook(tmp_path, monkeypatch):
     assert modes.trainable_params.iloc[0] == 0 and modes.trainable_params.iloc[1:].gt(0).all()
     policies = pd.read_csv(summary.parent / "policy_tests.csv")
     assert set(policies.baseline) == {"zero_shot on synth_polyp", "decoder (the paper's)"}
-    assert policies.n.gt(0).all()
+    assert policies.n_clusters.gt(0).all()
     faults = pd.read_csv(summary.parent / "reference_faults.csv")
-    assert faults.n.tolist() == [modes.images.iloc[0]]
+    assert faults.n_records.tolist() == [modes.images.iloc[0]]
     use = pd.read_csv(summary.parent / "prompt_use_index.csv")
     assert set(use["control"]) == {"empty", "shuffled", "other_class"}
-    assert use["n"].gt(0).all() and use["use_index"].notna().all()
+    assert use["n_clusters"].gt(0).all() and use["use_index"].notna().all()
     for rid, run_dir in run_dirs.items():  # every report shows at least one figure
         assert "data:image/png;base64" in (run_dir / "notebook.html").read_text(), rid
     assert (tmp_path / "outputs" / "index.html").is_file()

@@ -13,7 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vlsm_lib.analysis.stats import compare, configuration, holm, per_image, rows_where, with_config
+from vlsm_lib.analysis.stats import (
+    claims,
+    compare,
+    configuration,
+    holm,
+    per_image,
+    rows_where,
+    seed_rows,
+    with_config,
+)
 
 
 def changed_rows(table: pd.DataFrame, baseline: dict) -> pd.DataFrame:
@@ -39,13 +48,17 @@ def sweep_effect(
     metric: str = "dice",
     changed_only: bool = False,
     alpha: float = 0.05,
+    margin: float | None = None,
 ) -> pd.DataFrame:
     """Per configuration, test set and condition of one within-run ``sweep`` (rows with that
     ``sweep`` value; all rows when the table has no ``sweep`` column): the per-image change of
     ``metric`` against the ``baseline`` condition of the same configuration on the same images
     (``delta`` = condition - baseline, seeds averaged per image first) with a clustered
-    bootstrap CI, Wilcoxon p, rank-biserial and Holm over the table. ``changed_only``: only
-    images whose prompt the condition changed (column ``changed``)."""
+    bootstrap CI, Wilcoxon p over clusters, rank-biserial and Holm over the table, and the
+    recipe-level CI and p over the same seeds (``stats.compare``); with ``margin``, each row's
+    claim (``stats.claims``: a finetuned model's seeds are its replicates; a zero-shot model is
+    one fixed model). ``changed_only``: only images whose prompt the condition changed (column
+    ``changed``)."""
     if "sweep" in table:
         table = table[table["sweep"] == sweep]
     if table.empty:
@@ -63,13 +76,21 @@ def sweep_effect(
             cond = dict(zip(condition, cond if isinstance(cond, tuple) else (cond,)))
             if all(cond.get(k) == v for k, v in baseline.items()):
                 continue
-            test = compare(base, other, metric, ci=True)
+            seeds = {"a_seeds": seed_rows(table, base), "b_seeds": seed_rows(table, other)}
+            test = compare(base, other, metric, **seeds, same_models=True)
+            trains = ident.get("setting", "finetuned") != "zero-shot"
             rows.append(
                 {
                     **ident,
                     **cond,
                     "seeds": int(other["seeds"].max()),
-                    "n": test["n"],
+                    "seeds_a": int(base["seeds"].max()),
+                    "seeds_b": int(other["seeds"].max()),
+                    "trains_a": trains,
+                    "trains_b": trains,
+                    "n_records": test["n_records"],
+                    "n_clusters": test["n_clusters"],
+                    "n_nonzero": test["n_nonzero"],
                     f"{metric}_baseline": test["mean_a"],
                     metric: test["mean_b"],
                     "delta": test["mean_diff"],
@@ -77,26 +98,44 @@ def sweep_effect(
                     "ci_high": test["diff_ci_high"],
                     "rank_biserial": test["rank_biserial"],
                     "p": test["p"],
+                    "recipe_ci_low": test.get("recipe_ci_low", np.nan),
+                    "recipe_ci_high": test.get("recipe_ci_high", np.nan),
+                    "recipe_p": test.get("recipe_p", np.nan),
                 }
             )
-    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+    if not rows:
+        return pd.DataFrame()
+    out = holm(pd.DataFrame(rows), alpha)
+    if margin is None:
+        return out
+    named = out.assign(diff_ci_low=out["ci_low"], diff_ci_high=out["ci_high"])
+    return out.assign(claim=claims(named, alpha, margin)["claim"])
 
 
-def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
+def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None):
     """The paper's Fig. 3 as numbers: per attribute and mode of a ``perturbation_sweep``
     table, the change of ``metric`` against the unperturbed prompt over the images whose
     prompt changed (``sweep_effect``)."""
     return sweep_effect(
-        table, "perturbation", ["attribute", "mode"], {"attribute": "none"}, metric, True, alpha
+        table,
+        "perturbation",
+        ["attribute", "mode"],
+        {"attribute": "none"},
+        metric,
+        True,
+        alpha,
+        margin,
     )
 
 
-def prompt_use_index(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
+def prompt_use_index(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None):
     """Per configuration and test set of a ``prompt_use_sweep`` table: ``use_index`` = ``metric``
     with the right prompt minus with each control (empty, shuffled, other class), with its CI.
     Near zero: the model does not use its prompt; the paper's "barely uses the text" as a
     number. (``sweep_effect`` with the sign turned: control - right becomes right - control.)"""
-    effect = sweep_effect(table, "use", ["condition"], {"condition": "right"}, metric, False, alpha)
+    effect = sweep_effect(
+        table, "use", ["condition"], {"condition": "right"}, metric, False, alpha, margin
+    )
     if effect.empty:
         return effect
     effect = effect.rename(
@@ -104,6 +143,10 @@ def prompt_use_index(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataF
     )
     effect = effect.rename(columns={"condition": "control"})
     index, low, high = -effect["delta"], -effect["ci_high"], -effect["ci_low"]
+    effect["recipe_ci_low"], effect["recipe_ci_high"] = (
+        -effect["recipe_ci_high"],
+        -effect["recipe_ci_low"],
+    )
     effect = effect.drop(columns=["delta", "ci_low", "ci_high"])
     effect.insert(effect.columns.get_loc(f"{metric}_control") + 1, "use_index", index)
     effect.insert(effect.columns.get_loc("use_index") + 1, "ci_low", low)

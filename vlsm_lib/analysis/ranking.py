@@ -43,17 +43,20 @@ def contestants(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     return images.assign(contestant=label)
 
 
-def pairwise_models(table: pd.DataFrame, metric: str = "dice", alpha: float = 0.05):
-    """Every pair of contestants per setting and test set (see the module docstring)."""
+def pairwise_models(table: pd.DataFrame, metric: str = "dice", alpha: float = 0.05, margin=None):
+    """Every pair of contestants per setting and test set (see the module docstring); with
+    ``margin``, each row's claim (``stats.claims``: models with fewer than three seeds are
+    compared as the trained models they are)."""
     rows = []
+    raw = stats.with_config(table)
     images = contestants(table, metric)
     for (setting, test_set), group in images.groupby(["setting", "test_set"], sort=False):
         names = list(dict.fromkeys(group["contestant"]))
         for a, b in itertools.combinations(names, 2):
             side_a, side_b = group[group.contestant == a], group[group.contestant == b]
             label = {"setting": setting, "test_set": test_set, "model_a": a, "model_b": b}
-            rows.append({**label, **stats.compare(side_a, side_b, metric)})
-    return stats.holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+            rows.append(stats.comparison_row(label, side_a, side_b, metric, raw))
+    return stats.holm(pd.DataFrame(rows), alpha, margin) if rows else pd.DataFrame()
 
 
 def rank_blocks(group: pd.DataFrame, metric: str, block: str) -> pd.DataFrame:

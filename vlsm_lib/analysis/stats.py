@@ -50,6 +50,9 @@ KEYS = ["test_set", "image_id"]
 # what a zero-shot baseline shares with the configuration it stands beside
 BASELINE_MATCH = ("model", "prompt", "size", "weights", "test_set")
 SWEEPS = ("sweep", "prompt_key", "attribute", "mode", "condition")  # conditions inside one run
+# A difference smaller than this (in Dice or IoU) is a tie: float rounding between two runs of
+# the same arithmetic, not an effect (a zero-shot CLIPSeg's controls differ by ~1e-6).
+TIE_TOLERANCE = 1e-4
 
 
 def of_kind(frame: pd.DataFrame, *kinds: str) -> pd.Series:
@@ -144,6 +147,26 @@ def _without_empty(images: pd.DataFrame, metric: str) -> dict:
     return {f"{metric}_gt_nonempty": float(kept.mean()) if len(kept) else float("nan")}
 
 
+PREDICTS_EMPTY = 0.95  # a configuration predicting empty masks on this share of images is flagged
+
+
+def _empty_masks(group: pd.DataFrame) -> dict:
+    """How a configuration treats empty masks, over its seeds' records: the share of truths
+    that are empty, the share of empty truths it predicted empty (each scores 1 by the
+    empty-mask rule), the share of non-empty truths it predicted empty (each scores 0), and
+    ``predicts_empty``: it predicted an empty mask on at least ``PREDICTS_EMPTY`` of them (its
+    mean is then the empty-mask rule's, not segmentation)."""
+    if "gt_empty" not in group or "pred_empty" not in group:
+        return {}
+    truth, pred = group["gt_empty"].astype(bool), group["pred_empty"].astype(bool)
+    return {
+        "empty_truths": float(truth.mean()),
+        "empty_kept_empty": float(pred[truth].mean()) if truth.any() else float("nan"),
+        "missed_as_empty": float(pred[~truth].mean()) if (~truth).any() else float("nan"),
+        "predicts_empty": bool(pred.mean() >= PREDICTS_EMPTY),
+    }
+
+
 def _hd95(group: pd.DataFrame) -> dict:
     """HD95 mean over the images where it is defined, their count, and the penalised mean."""
     if "hd95" not in group or group["hd95"].isna().all():
@@ -182,20 +205,37 @@ def summary_table(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
                 "ci_high": high,
                 "seed_sd": float(seed_means.std()) if len(seed_means) > 1 else float("nan"),
                 **_without_empty(images, metric),
+                **_empty_masks(group),
                 **(_hd95(group) if metric == "dice" else {}),
             }
         )
     return pd.DataFrame(rows)
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice", ci: bool = False) -> dict:
+def compare(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str = "dice",
+    a_seeds: pd.DataFrame | None = None,
+    b_seeds: pd.DataFrame | None = None,
+    same_models: bool = False,
+) -> dict:
     """The one paired comparison every table makes: ``b`` - ``a`` over the images both scored.
 
-    ``a`` and ``b`` hold one configuration each (at most one row per test image, checked:
-    ``per_image`` rows). Returns n, both means, the mean difference, the matched-pairs
-    rank-biserial correlation (Kerby 2014), the Wilcoxon signed-rank p (scipy) and, with
-    ``ci``, the difference's 95 % bootstrap CI that resamples ``a``'s clusters together
-    (``bootstrap_ci``).
+    ``a`` and ``b`` hold one configuration each, seeds averaged per image (``per_image`` rows;
+    at most one row per test image, checked). The unit of the test is the cluster (records that
+    belong together: an image's several masks, a patient's frames; column ``cluster``, else each
+    record is its own): each cluster's mean difference enters the Wilcoxon signed-rank test
+    (scipy) and the matched-pairs rank-biserial correlation (Kerby 2014); a cluster difference
+    smaller than ``TIE_TOLERANCE`` is a tie (rounding, not an effect), and ties are left out of
+    both, so a comparison with no difference left has no p and no effect size. The mean
+    difference is over records (as the summaries' means), with its 95 % bootstrap CI over
+    clusters (``bootstrap_ci``).
+
+    ``a_seeds`` / ``b_seeds``: the same sides with one row per seed and image (the gathered
+    rows); with them, ``seed_bootstrap`` adds the recipe-level CI and p, whose unit is the seed
+    and the cluster together. Returns n_records, n_clusters, n_nonzero (the clusters the test
+    used), both means, mean_diff, diff_ci_low/high, rank_biserial, p (and recipe_*).
     """
     for side, frame in (("a", a), ("b", b)):
         if frame.duplicated(KEYS).any():
@@ -203,45 +243,169 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str = "dice", ci: bool = F
                 f"side {side} holds an image more than once: it mixes configurations (or "
                 "seeds not averaged); pass one configuration's per_image rows"
             )
-    cluster = ["cluster"] if ci and "cluster" in a else []
-    joined = (
-        a[KEYS + [metric] + cluster]
-        .merge(b[KEYS + [metric]], on=KEYS, suffixes=("_a", "_b"))
-        .dropna()
+    joined = a[KEYS + [metric] + (["cluster"] if "cluster" in a else [])].merge(
+        b[KEYS + [metric]], on=KEYS, suffixes=("_a", "_b")
     )
+    joined = joined.dropna(subset=[f"{metric}_a", f"{metric}_b"])
     diff = (joined[f"{metric}_b"] - joined[f"{metric}_a"]).to_numpy()
+    clusters = (
+        joined["cluster"] if "cluster" in joined else joined["test_set"] + "/" + joined["image_id"]
+    )
+    per_cluster = pd.Series(diff).groupby(clusters.to_numpy(), sort=False).mean().to_numpy()
+    nonzero = per_cluster[np.abs(per_cluster) >= TIE_TOLERANCE]
+    low, high = bootstrap_ci(diff, clusters=clusters.to_numpy())
     out = {
-        "n": len(diff),
+        "n_records": len(diff),
+        "n_clusters": len(per_cluster),
+        "n_nonzero": len(nonzero),
         "mean_a": joined[f"{metric}_a"].mean(),
         "mean_b": joined[f"{metric}_b"].mean(),
         "mean_diff": float(np.mean(diff)) if len(diff) else float("nan"),
+        "diff_ci_low": low,
+        "diff_ci_high": high,
         "rank_biserial": float("nan"),
         "p": float("nan"),
     }
-    nonzero = diff[diff != 0]
     if len(nonzero):
         ranks = sps.rankdata(np.abs(nonzero))
         out["rank_biserial"] = float(
             (ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum()
         )
-        out["p"] = float(sps.wilcoxon(diff, zero_method="wilcox").pvalue)
-    if ci:
-        clusters = joined["cluster"] if cluster else None
-        out["diff_ci_low"], out["diff_ci_high"] = bootstrap_ci(diff, clusters=clusters)
+        out["p"] = float(sps.wilcoxon(nonzero).pvalue)
+    if a_seeds is not None and b_seeds is not None:
+        out.update(seed_bootstrap(a_seeds, b_seeds, metric, same_models))
     return out
 
 
-def holm(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Add Holm-adjusted p-values and a significance flag over the rows' ``p``."""
+def seed_bootstrap(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str = "dice",
+    same_models: bool = False,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """The recipe-level comparison of two configurations: ``b`` - ``a`` with the seed and the
+    cluster as units together (a hierarchical bootstrap). ``a``, ``b``: one row per seed and image.
+    Each resample draws clusters with replacement (the same ones for both sides: the images are
+    paired) and, on each side, seeds with replacement (a side's trained models are independent of
+    the other's; ``same_models``: the two sides are conditions of the same runs, a prompt sweep's,
+    and draw the same seeds); a side's mean is the mean over its drawn seeds of the record mean over
+    the drawn clusters. Returns the 95 % percentile CI of the difference and the two-sided bootstrap
+    p (twice the smaller tail at 0, at least 1 / n_resamples). Two recipes whose seeds' means
+    interleave stay apart from significance however many images there are: drawing among their few
+    seeds keeps the spread between seeds in every resample."""
+    sums_a, sums_b, counts = _seed_matrices(a, b, metric)
+    if counts is None:
+        return {"recipe_ci_low": np.nan, "recipe_ci_high": np.nan, "recipe_p": np.nan}
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(counts), size=(n_resamples, len(counts)))
+    weight = np.stack([np.bincount(row, minlength=len(counts)) for row in drawn])  # (R, C)
+    records = weight @ counts  # (R,)
+    sides, pick = [], None
+    for sums in (sums_a, sums_b):
+        per_seed = (weight @ sums.T) / records[:, None]  # (R, seeds)
+        if pick is None or not same_models or pick.shape[1] != sums.shape[0]:
+            pick = rng.integers(0, sums.shape[0], size=(n_resamples, sums.shape[0]))
+        sides.append(np.take_along_axis(per_seed, pick, axis=1).mean(axis=1))
+    delta = sides[1] - sides[0]
+    tail = min(np.mean(delta <= 0), np.mean(delta >= 0))
+    return {
+        "recipe_ci_low": float(np.percentile(delta, 2.5)),
+        "recipe_ci_high": float(np.percentile(delta, 97.5)),
+        "recipe_p": float(min(1.0, max(2 * tail, 1 / n_resamples))),
+    }
+
+
+def _seed_matrices(a: pd.DataFrame, b: pd.DataFrame, metric: str):
+    """(sums_a (seeds x clusters), sums_b, records per cluster) over the clusters every seed of
+    both sides scored whole; (None, None, None) when there are none."""
+
+    def matrix(frame):
+        frame = frame.assign(_c=_cluster_of(frame), seed=frame.get("seed", 0))
+        return frame.pivot_table(
+            index="seed", columns="_c", values=metric, aggfunc=["sum", "count"]
+        )
+
+    ma, mb = matrix(a), matrix(b)
+    shared = ma["sum"].columns.intersection(mb["sum"].columns)
+    counts = ma["count"][shared]
+    complete = (counts.nunique() == 1) & (mb["count"][shared].nunique() == 1)
+    complete &= (counts.iloc[0] == mb["count"][shared].iloc[0]) & counts.notna().all()
+    complete &= ma["sum"][shared].notna().all() & mb["sum"][shared].notna().all()
+    shared = shared[complete.to_numpy()]
+    if not len(shared):
+        return None, None, None
+    n = ma["count"][shared].iloc[0].to_numpy(float)
+    return ma["sum"][shared].to_numpy(float), mb["sum"][shared].to_numpy(float), n
+
+
+def _cluster_of(frame: pd.DataFrame) -> pd.Series:
+    if "cluster" in frame:
+        return frame["cluster"].astype(str)
+    return frame["test_set"].astype(str) + "/" + frame["image_id"].astype(str)
+
+
+def holm(table: pd.DataFrame, alpha: float, margin: float | None = None) -> pd.DataFrame:
+    """Add Holm-adjusted p-values and a significance flag over the rows' ``p`` (and over their
+    ``recipe_p``, when the table has it: ``recipe_p_holm``); with ``margin``, each row's
+    ``claim`` (``claims``)."""
     table = table.copy()
-    ok = table["p"].notna()
-    table["p_holm"] = np.nan
-    table["significant"] = False
-    if ok.any():
-        reject, adjusted, _, _ = multipletests(table.loc[ok, "p"], alpha=alpha, method="holm")
-        table.loc[ok, "p_holm"] = adjusted
-        table.loc[ok, "significant"] = reject
-    return table
+    for p, adjusted_p, flag in (("p", "p_holm", "significant"), ("recipe_p", "recipe_p_holm", "")):
+        if p not in table:
+            continue
+        ok = table[p].notna()
+        table[adjusted_p] = np.nan
+        if flag:
+            table[flag] = False
+        if ok.any():
+            reject, adjusted, _, _ = multipletests(table.loc[ok, p], alpha=alpha, method="holm")
+            table.loc[ok, adjusted_p] = adjusted
+            if flag:
+                table.loc[ok, flag] = reject
+    return claims(table, alpha, margin) if margin is not None else table
+
+
+# What a row of a table of tests may claim (``claims``).
+REPLICATED, FIXED = "replicated across seeds", "fixed models only"
+NO_PRACTICAL, INCONCLUSIVE = "no practical difference", "inconclusive"
+MIN_SEEDS = 3  # trained models per side before a difference is a property of the recipe
+
+
+def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
+    """Add ``claim`` to a table of tests (Holm applied): what each row may say.
+
+    A side is *replicated* when it holds at least ``MIN_SEEDS`` trained models, or trains
+    nothing (``trains_a`` / ``trains_b`` False: a zero-shot model is one fixed model, not a
+    draw). When both sides are, the recipe-level CI and Holm p (``seed_bootstrap``) decide;
+    else the comparison is of these trained models on these images. Then: a CI inside
+    (-``margin``, ``margin``), or no difference beyond the tie tolerance, is "no practical
+    difference"; a CI wholly beyond the margin with Holm p below ``alpha`` is a difference,
+    "replicated across seeds" or "fixed models only (k seeds)"; anything else is
+    "inconclusive"."""
+    if table.empty:
+        return table
+    out = []
+    for row in table.to_dict("records"):
+        replicated = all(
+            not row.get(f"trains_{side}", True) or row.get(f"seeds_{side}", 1) >= MIN_SEEDS
+            for side in ("a", "b")
+        )
+        recipe = replicated and pd.notna(row.get("recipe_p_holm"))
+        low, high = (
+            (row["recipe_ci_low"], row["recipe_ci_high"])
+            if recipe
+            else (row["diff_ci_low"], row["diff_ci_high"])
+        )
+        p = row["recipe_p_holm"] if recipe else row.get("p_holm")
+        if row.get("n_nonzero", 1) == 0 or (-margin < low and high < margin):
+            out.append(NO_PRACTICAL)
+        elif pd.notna(p) and p < alpha and (low > margin or high < -margin):
+            seeds = min(row.get("seeds_a", 1), row.get("seeds_b", 1))
+            out.append(REPLICATED if recipe else f"{FIXED} ({seeds} seed{'s' * (seeds > 1)})")
+        else:
+            out.append(INCONCLUSIVE)
+    return table.assign(claim=out)
 
 
 def rows_where(frame: pd.DataFrame, **values) -> pd.DataFrame:
@@ -253,10 +417,33 @@ def rows_where(frame: pd.DataFrame, **values) -> pd.DataFrame:
     return frame[keep]
 
 
-def comparison_row(label: dict, a: pd.DataFrame, b: pd.DataFrame, metric: str) -> dict:
-    """A row of a table of tests: ``label``, how many seeds each side averages, ``compare``."""
+def comparison_row(
+    label: dict,
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metric: str,
+    raw: pd.DataFrame | None = None,
+    same_models: bool = False,
+) -> dict:
+    """A row of a table of tests: ``label``, how many seeds each side averages and whether it
+    trains (a zero-shot side does not), ``compare``. ``raw``: the gathered rows (with
+    ``config``), from which each side's rows per seed are taken for the recipe-level test."""
     seeds = {"seeds_a": int(a["seeds"].max()), "seeds_b": int(b["seeds"].max())}
-    return {**label, **seeds, **compare(a, b, metric)}
+    trains = {
+        f"trains_{k}": not of_kind(side, "zero_shot").all() for k, side in (("a", a), ("b", b))
+    }
+    by_seed = {}
+    if raw is not None:
+        by_seed = {"a_seeds": seed_rows(raw, a), "b_seeds": seed_rows(raw, b)}
+    return {**label, **seeds, **trains, **compare(a, b, metric, **by_seed, same_models=same_models)}
+
+
+def seed_rows(raw: pd.DataFrame, side: pd.DataFrame) -> pd.DataFrame:
+    """The gathered rows (one per seed and image) behind one side's seed-averaged rows: the
+    same configuration (``_config`` where a table renamed it), test set and sweep condition."""
+    side = side.assign(config=side["_config"]) if "_config" in side else side
+    keys = [c for c in ("config", "test_set", *SWEEPS) if c in side and c in raw]
+    return raw.merge(side[keys].drop_duplicates(), on=keys)
 
 
 def zero_shot_baselines(zero_shot: pd.DataFrame, ident: dict):
@@ -273,7 +460,9 @@ def zero_shot_baselines(zero_shot: pd.DataFrame, ident: dict):
         yield f"zero_shot on {name}", frame
 
 
-def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.DataFrame:
+def finetune_vs_zero_shot(
+    table: pd.DataFrame, metric="dice", alpha=0.05, margin=None
+) -> pd.DataFrame:
     """Each finetuned configuration, per test set, against the zero-shot run of the same model,
     prompt, size and starting weights on that test set. A zero-shot run made on the test set
     itself is preferred; otherwise each zero-shot configuration that scored the set (e.g. one
@@ -286,17 +475,22 @@ def finetune_vs_zero_shot(table: pd.DataFrame, metric="dice", alpha=0.05) -> pd.
     for key, tuned in ft.groupby(cols + ["test_set"], dropna=False, sort=False):
         ident = dict(zip(cols + ["test_set"], key))
         for baseline, zero in zero_shot_baselines(zs, ident):
-            rows.append(comparison_row({**ident, "baseline": baseline}, zero, tuned, metric))
-    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+            label = {**ident, "baseline": baseline}
+            rows.append(comparison_row(label, zero, tuned, metric, table))
+    return holm(pd.DataFrame(rows), alpha, margin) if rows else pd.DataFrame()
 
 
-def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") -> pd.DataFrame:
+def prompt_effect(
+    table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0", margin=None
+) -> pd.DataFrame:
     """Each finetuned configuration against the same configuration (model, training set,
     policy, weights, seeds...) finetuned with the ``empty`` prompt, on each test set."""
+    table = with_config(table)
     images = per_image(table, metric)
     ft = images[of_kind(images, "finetune")]
     # the same configuration but for the prompt: its run id without the prompt token either
-    ft = ft.assign(config=_without_token(ft["config"], PROMPT_TOKEN)) if "config" in ft else ft
+    if "config" in ft:
+        ft = ft.assign(_config=ft["config"], config=_without_token(ft["config"], PROMPT_TOKEN))
     cols = [c for c in configuration(ft) if c != "prompt"] + ["test_set"]
     rows = []
     for key, group in ft.groupby(cols, dropna=False, sort=False):
@@ -305,8 +499,8 @@ def prompt_effect(table: pd.DataFrame, metric="dice", alpha=0.05, empty="p0") ->
             continue
         for prompt, other in group[group.prompt != empty].groupby("prompt", sort=False):
             label = {**dict(zip(cols, key)), "prompt": prompt, "baseline": f"prompt {empty}"}
-            rows.append(comparison_row(label, base, other, metric))
-    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+            rows.append(comparison_row(label, base, other, metric, table))
+    return holm(pd.DataFrame(rows), alpha, margin) if rows else pd.DataFrame()
 
 
 def save_tables(folder, **tables: pd.DataFrame) -> list[str]:

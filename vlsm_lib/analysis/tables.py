@@ -5,10 +5,12 @@ once for a suite: its bootstrap is the expensive part).
 
 **Table 2** (``table2``): per training set, model, prompt and test set, mean Dice over images
 (seeds averaged per image) with a 95 % bootstrap CI that resamples clusters (``stats``), for the
-zero-shot and the finetuned runs; ``best`` marks the highest mean of each test set within each
-study. With the paper's numbers (``read_paper``) each finetuned row also carries the
-paper's Dice for the same (training regime, model, test set) and our difference from it.
-``table2_wide`` is the same as a readable grid, best values in bold.
+zero-shot and the finetuned runs, with the mean over non-empty truths and how empty masks were
+predicted beside it (a configuration that predicts empty masks is flagged: its mean is the
+empty-mask rule's); ``best`` marks the highest mean of a test set within a kind only where it
+beats the runner-up as a recipe. With the paper's numbers (``read_paper``) each finetuned row
+also carries the paper's Dice for the same (training regime, model, test set) and our
+difference from it. ``table2_wide`` is the same as a readable grid, marked values in bold.
 
 **Prompt levels** (``prompt_levels``, the data of the paper's Fig. 2): per setting, model,
 training set and test set, mean Dice at every prompt level with its CI, the mean over images
@@ -28,7 +30,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from vlsm_lib.analysis.stats import of_kind
+from vlsm_lib.analysis.stats import (
+    REPLICATED,
+    comparison_row,
+    holm,
+    of_kind,
+    per_image,
+    with_config,
+)
 from vlsm_lib.data.oracle import is_oracle
 from vlsm_lib.data.pooled import members
 from vlsm_lib.results import PROMPT_TOKEN
@@ -76,23 +85,39 @@ def _regime(trained_on: str, test_set: str) -> str:
     return {v: k for k, v in PAPER_TRAINING.items()}.get(trained_on, trained_on)
 
 
-def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFrame:
+def table2(
+    summary: pd.DataFrame,
+    metric: str = "dice",
+    paper=None,
+    table: pd.DataFrame | None = None,
+    alpha: float = 0.05,
+    margin: float = 0.01,
+) -> pd.DataFrame:
     """Long Table 2 (see the module docstring) from ``stats.summary_table``'s rows: one row per
-    zero-shot or finetuned configuration and test set. ``paper``: ``read_paper``'s table, or
-    the path of a paper_results.csv ("" or None: none)."""
+    zero-shot or finetuned configuration and test set, with the mean over non-empty truths and
+    how it treats empty masks beside the mean. ``paper``: ``read_paper``'s table, or the path of
+    a paper_results.csv ("" or None: none).
+
+    ``best`` marks a column's best only where it differs from the runner-up at the level of a
+    recipe (``stats.claims``: "replicated across seeds", at least three seeds a side, or models
+    that train nothing); ``table`` (the gathered rows) is what that test needs: without it, or
+    with fewer seeds, nothing is marked."""
     if isinstance(paper, str | Path):
         paper = read_paper(paper) if str(paper) else None
     summary = summary[of_kind(summary, "zero_shot", "finetune")]
     keep = ["study", "dataset", "model", "prompt", "test_set", "seeds", "images", "clusters"]
-    numbers = [metric, "ci_low", "ci_high", "seed_sd"]
+    numbers = [metric, "ci_low", "ci_high", "seed_sd", f"{metric}_gt_nonempty"]
+    numbers += ["empty_truths", "empty_kept_empty", "missed_as_empty", "predicts_empty"]
     out = summary[[c for c in keep + numbers if c in summary]].copy()
     tuned = of_kind(summary, "finetune")
     out.insert(1, "trained_on", out["dataset"].where(tuned, "-"))
     out = out.drop(columns="dataset")
     # the best within a kind (finetuned or zero-shot) and test set, whatever the studies' names
     kind = summary["kind" if "kind" in summary else "study"]
-    column = out.groupby([kind, "test_set"], dropna=False)[metric]
-    out["best"] = (out[metric] == column.transform("max")) & (column.transform("size") > 1)
+    out["best"] = False
+    if table is not None:
+        best = _replicated_best(summary, table, kind, metric, alpha, margin)
+        out.loc[best, "best"] = True
     if paper is not None:
         regime = [_regime(t, s) for t, s in zip(out["trained_on"], out["test_set"])]
         out = out.assign(regime=regime).merge(paper, on=["regime", "model", "test_set"], how="left")
@@ -101,18 +126,47 @@ def table2(summary: pd.DataFrame, metric: str = "dice", paper=None) -> pd.DataFr
     return out
 
 
+def _replicated_best(summary, table, kind, metric, alpha, margin) -> list:
+    """The index of each (kind, test set) column's best row that beats the runner-up at the
+    level of a recipe (``stats.claims``)."""
+    raw = with_config(table)
+    images = per_image(raw, metric)
+    marked = []
+    for _, column in summary.groupby([kind, "test_set"], dropna=False, sort=False):
+        if len(column) < 2 or "config" not in column:
+            continue
+        first, second = column.nlargest(2, metric).index
+        sides = [
+            images[
+                (images.config == column.at[i, "config"])
+                & (images.test_set == column.at[i, "test_set"])
+            ]
+            for i in (second, first)
+        ]
+        row = comparison_row({}, sides[0], sides[1], metric, raw)
+        if holm(pd.DataFrame([row]), alpha, margin)["claim"].iloc[0] == REPLICATED:
+            marked.append(first)
+    return marked
+
+
 def _cell(row: pd.Series, metric: str) -> str:
-    """ "mean [low, high]" (the best in bold), with the seeds' spread when there are several."""
+    """ "mean [low, high]" (bold: the column's best, replicated), the seeds' spread when there
+    are several, the mean over non-empty truths when the set has empty ones, and a flag for a
+    configuration that predicts empty masks (its mean is the empty-mask rule's)."""
     text = ("**{:.3f}**" if row["best"] else "{:.3f}").format(row[metric])
     text += f" [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
     if row.get("seeds", 1) > 1:
         text += f" sd {row['seed_sd']:.3f} ({int(row['seeds'])} seeds)"
+    if row.get("empty_truths", 0) > 0:
+        text += f"; non-empty {row[f'{metric}_gt_nonempty']:.3f}"
+    if row.get("predicts_empty", False):
+        text += "; predicts empty masks"
     return text
 
 
 def table2_wide(long: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     """Table 2 as a grid: rows (study, trained on, model, prompt), one column per test set,
-    cells "mean [low, high]" (``_cell``), the best of each column in bold."""
+    cells "mean [low, high]" (``_cell``), a column's replicated best in bold."""
     cell = long.apply(_cell, axis=1, metric=metric)
     rows = ["study", "trained_on", "model", "prompt"]
     grid = long.assign(cell=cell).pivot_table(

@@ -120,11 +120,15 @@ def transfer_table(
     return out[[c for c in cols if c in out]].reset_index(drop=True)
 
 
-def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, kind="transfer_modes"):
+def policy_tests(
+    table: pd.DataFrame, metric="dice", alpha=0.05, kind="transfer_modes", margin=None
+):
     """Paired Wilcoxon (Holm over the whole table) of each configuration of ``kind`` against
     the zero-shot run of the same model, prompt, size, weights and test set, and against the
-    ``decoder`` policy of the same model, data, prompt, weights and fraction."""
-    images = per_image(table, metric)
+    ``decoder`` policy of the same model, data, prompt, weights and fraction; with ``margin``,
+    each row's claim (``stats.claims``)."""
+    raw = with_config(table)
+    images = per_image(raw, metric)
     runs, zs = with_finetune(images, kind), images[of_kind(images, "zero_shot")]
     cols = configuration(runs) + ["test_set"]
     rows = []
@@ -133,18 +137,19 @@ def policy_tests(table: pd.DataFrame, metric="dice", alpha=0.05, kind="transfer_
         label = {k: ident.get(k) for k in ("model", "train", "train_fraction", "dataset")}
         label |= {"prompt": ident.get("prompt"), "test_set": ident["test_set"]}
         for baseline, zero in zero_shot_baselines(zs, ident):
-            rows.append(comparison_row({**label, "baseline": baseline}, zero, group, metric))
+            label_zs = {**label, "baseline": baseline}
+            rows.append(comparison_row(label_zs, zero, group, metric, raw))
         if ident.get("train") == "decoder":
             continue
         same = [c for c in cols if c not in ("train", "config", "study", "kind")]
         paper = rows_where(runs, **{c: ident[c] for c in same}, train="decoder")
         if len(paper):
             label |= {"baseline": "decoder (the paper's)"}
-            rows.append(comparison_row(label, paper, group, metric))
-    return holm(pd.DataFrame(rows), alpha) if rows else pd.DataFrame()
+            rows.append(comparison_row(label, paper, group, metric, raw))
+    return holm(pd.DataFrame(rows), alpha, margin) if rows else pd.DataFrame()
 
 
-def fault_costs(table: pd.DataFrame, faults: list[dict], metric="dice", alpha=0.05):
+def fault_costs(table: pd.DataFrame, faults: list[dict], metric="dice", alpha=0.05, margin=None):
     """One row per declared fault ``{"fault": label, "run": run id with the reference's
     behaviour, "baseline": run id with the project's}``: both Dice means on the images both
     scored (per test set), the difference (fault - baseline) with a 95 % cluster-bootstrap CI,
@@ -162,7 +167,11 @@ def fault_costs(table: pd.DataFrame, faults: list[dict], metric="dice", alpha=0.
             a, b = base[base.test_set == test_set], fault[fault.test_set == test_set]
             model = b["model"].iloc[0] if "model" in b else ""
             label = {"fault": spec["fault"], "model": model, "test_set": test_set}
-            test = compare(a, b, metric, ci=True)
+            test = compare(a, b, metric)
             rows.append({**label, **test, "run": spec["run"], "baseline": spec["baseline"]})
     out = pd.DataFrame(rows)
-    return holm(out, alpha) if "p" in out else out
+    if "p" not in out:
+        return out
+    # each side is one run: one seed, a comparison of two trained models
+    out = out.assign(seeds_a=1, seeds_b=1)
+    return holm(out, alpha, margin)

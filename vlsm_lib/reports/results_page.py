@@ -19,8 +19,11 @@ from vlsm_lib.files import write_text
 SECTIONS = (
     (
         "Table 2",
-        "Mean Dice [95 % CI] per training set, model and prompt (rows) and test set (columns); "
-        "the best of each column in bold.",
+        "Mean Dice [95 % CI] per training set, model and prompt (rows) and test set (columns), "
+        "the mean over non-empty truths where a set has empty ones, and a flag on a "
+        "configuration that predicts empty masks. Bold: a column's best where it beats the "
+        "runner-up as a recipe (three seeds a side, or models that train nothing); a column of "
+        "single-seed models has no bold.",
         ["table2_grid"],
         [],
     ),
