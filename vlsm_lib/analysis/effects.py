@@ -109,7 +109,8 @@ def sweep_effect(
     if margin is None:
         return out
     named = out.assign(diff_ci_low=out["ci_low"], diff_ci_high=out["ci_high"])
-    return out.assign(claim=claims(named, alpha, margin)["claim"])
+    labelled = claims(named, alpha, margin)
+    return out.assign(**{c: labelled[c] for c in labelled if c.startswith("claim")})
 
 
 def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None):
@@ -143,10 +144,9 @@ def prompt_use_index(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None
     )
     effect = effect.rename(columns={"condition": "control"})
     index, low, high = -effect["delta"], -effect["ci_high"], -effect["ci_low"]
-    effect["recipe_ci_low"], effect["recipe_ci_high"] = (
-        -effect["recipe_ci_high"],
-        -effect["recipe_ci_low"],
-    )
+    for ci in ("recipe_ci", "claim_ci"):
+        if f"{ci}_low" in effect:
+            effect[f"{ci}_low"], effect[f"{ci}_high"] = -effect[f"{ci}_high"], -effect[f"{ci}_low"]
     effect = effect.drop(columns=["delta", "ci_low", "ci_high"])
     effect.insert(effect.columns.get_loc(f"{metric}_control") + 1, "use_index", index)
     effect.insert(effect.columns.get_loc("use_index") + 1, "ci_low", low)

@@ -373,7 +373,8 @@ MIN_SEEDS = 3  # trained models per side before a difference is a property of th
 
 
 def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
-    """Add ``claim`` to a table of tests (Holm applied): what each row may say.
+    """Add ``claim`` to a table of tests (Holm applied): what each row may say, and what it
+    rests on (``claim_ci_low``, ``claim_ci_high``, ``claim_p``, ``claim_test``).
 
     A side is *replicated* when it holds at least ``MIN_SEEDS`` trained models, or trains
     nothing (``trains_a`` / ``trains_b`` False: a zero-shot model is one fixed model, not a
@@ -385,7 +386,7 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
     "inconclusive"."""
     if table.empty:
         return table
-    out = []
+    out, evidence = [], []
     for row in table.to_dict("records"):
         replicated = all(
             not row.get(f"trains_{side}", True) or row.get(f"seeds_{side}", 1) >= MIN_SEEDS
@@ -398,6 +399,10 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
             else (row["diff_ci_low"], row["diff_ci_high"])
         )
         p = row["recipe_p_holm"] if recipe else row.get("p_holm")
+        test = "seeds x clusters (bootstrap)" if recipe else "clusters (Wilcoxon)"
+        evidence.append(
+            {"claim_ci_low": low, "claim_ci_high": high, "claim_p": p, "claim_test": test}
+        )
         if row.get("n_nonzero", 1) == 0 or (-margin < low and high < margin):
             out.append(NO_PRACTICAL)
         elif pd.notna(p) and p < alpha and (low > margin or high < -margin):
@@ -405,7 +410,7 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
             out.append(REPLICATED if recipe else f"{FIXED} ({seeds} seed{'s' * (seeds > 1)})")
         else:
             out.append(INCONCLUSIVE)
-    return table.assign(claim=out)
+    return table.assign(claim=out, **pd.DataFrame(evidence, index=table.index))
 
 
 def rows_where(frame: pd.DataFrame, **values) -> pd.DataFrame:

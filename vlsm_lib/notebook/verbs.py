@@ -235,6 +235,7 @@ def synthetic_names(names: str) -> list[str]:
 # that holds it. Tables are written as CSV, Markdown and LaTeX (``stats.save_tables``), figures
 # as PNG and SVG (``plots.save_figure``); the tests and the results page read this declaration.
 STATISTICS_TABLES = {
+    "findings": "findings_table",
     "summary": "summary",
     "table2": "table_2",
     "table2_grid": "table_2_grid",

@@ -263,7 +263,8 @@ def _csv_table(path: Path) -> str:
 
 
 def _headline(study: Path, root: Path) -> str:
-    """A suite's Table 2 grid, links and figures from its statistics ``study``; "" if no run."""
+    """A suite's findings, Table 2 grid, links and figures from its statistics ``study``; ""
+    if no run."""
     run = _latest_statistics(study)
     if run is None:
         return ""
@@ -274,9 +275,12 @@ def _headline(study: Path, root: Path) -> str:
         links.insert(0, _link(quote(rel) + "/notebook.html", "full statistics report"))
     when = html.escape(str(run["info"].get("finished") or "unknown"))
     head = f"<h2>{html.escape(study.parent.name)}: headline results</h2>\n"
-    intro = f"<p>Table 2 from {html.escape(rel)} (finished {when}): {' · '.join(links)}</p>\n"
+    intro = f"<p>From {html.escape(rel)} (finished {when}): {' · '.join(links)}</p>\n"
     pngs = sorted(results.glob("*.png"))
-    return head + intro + _csv_table(results / "table2_grid.csv") + _thumbs(pngs, root) + "\n"
+    findings = results / "findings.csv"
+    first = "<h3>Findings</h3>\n" + _csv_table(findings) if findings.is_file() else ""
+    table2 = "<h3>Table 2</h3>\n" + _csv_table(results / "table2_grid.csv")
+    return head + intro + first + table2 + _thumbs(pngs, root) + "\n"
 
 
 def write_root_index(outputs_root: str | os.PathLike) -> Path:

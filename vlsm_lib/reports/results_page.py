@@ -18,6 +18,15 @@ from vlsm_lib.files import write_text
 # whose files the statistics run did not write is left out.
 SECTIONS = (
     (
+        "Findings",
+        "One line per comparison, with the CI and Holm p its claim rests on and its label: "
+        "replicated across seeds (three seeds a side, or models that train nothing; tested over "
+        "seeds and clusters together), fixed models only (these trained models on these "
+        "images), no practical difference (CI inside the declared margin) or inconclusive.",
+        ["findings"],
+        [],
+    ),
+    (
         "Table 2",
         "Mean Dice [95 % CI] per training set, model and prompt (rows) and test set (columns), "
         "the mean over non-empty truths where a set has empty ones, and a flag on a "
