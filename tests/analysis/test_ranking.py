@@ -1,10 +1,9 @@
-"""vlsm_lib.analysis.ranking: models compared within one setting, against scipy and
-scikit-posthocs."""
+"""vlsm_lib.analysis.ranking: models compared within one setting, against scipy; the diagram's
+bars from the pairwise table's own tests."""
 
 import numpy as np
 import pandas as pd
 import pytest
-import scikit_posthocs as sp
 from scipy import stats as sps
 
 from vlsm_lib.analysis import figures, ranking
@@ -33,14 +32,19 @@ def rows(model, dice, dataset="kvasir", run_id=None, test_set="kvasir"):
 TABLE = pd.concat([rows(m, d) for m, d in SCORES.items()])
 
 
-def test_friedman_and_nemenyi_are_scipys_and_scikit_posthocs():
-    got = ranking.friedman_nemenyi(TABLE)
+def test_friedman_is_scipys_and_the_diagram_separates_what_the_pairwise_table_does():
+    pairwise = ranking.pairwise_models(TABLE)
+    got = ranking.friedman_ranks(TABLE, pairwise)
     (result,) = got.values()
     wide = pd.DataFrame(SCORES)[sorted(SCORES)]
     assert result["friedman"]["p"] == pytest.approx(sps.friedmanchisquare(*wide.T.values).pvalue)
     assert result["friedman"]["blocks"] == 15 and result["friedman"]["contestants"] == 3
-    expected = sp.posthoc_nemenyi_friedman(wide.to_numpy())
-    np.testing.assert_allclose(result["nemenyi"].to_numpy(), expected.to_numpy())
+    separated = result["separated"]
+    for row in pairwise.itertuples():  # one post-hoc procedure: the table's own Holm p
+        assert separated.loc[row.model_a, row.model_b] == separated.loc[row.model_b, row.model_a]
+        assert separated.loc[row.model_a, row.model_b] == pytest.approx(row.p_holm)
+    assert np.diag(separated.to_numpy()).tolist() == [1.0, 1.0, 1.0]
+    assert figures.cd_diagrams(got).axes
     ranks = wide.rank(axis=1, ascending=False).mean()
     pd.testing.assert_series_equal(result["mean_rank"], ranks.sort_values(), check_names=False)
     assert list(ranking.friedman_table(got)["contestant"]) == list(ranks.sort_values().index)
@@ -65,7 +69,7 @@ def test_two_configurations_of_one_model_stay_apart():
 
 def test_too_few_models_give_no_ranking_and_an_empty_diagram():
     two = TABLE[TABLE.model != "clipseg"]
-    assert ranking.friedman_nemenyi(two) == {}
+    assert ranking.friedman_ranks(two, ranking.pairwise_models(two)) == {}
     assert figures.cd_diagrams({}).axes  # a figure that says why, not an error
     with pytest.raises(ValueError, match="block must be"):
         ranking.rank_blocks(TABLE.assign(contestant=TABLE.model), "dice", "patient")

@@ -155,9 +155,10 @@ def qualitative(examples: list[dict], max_rows: int = 6) -> plt.Figure:
 
 
 def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
-    """Critical-difference diagrams (scikit-posthocs), one panel per setting of
-    ``ranking.friedman_nemenyi``: mean ranks (1 = best) on the axis, bars joining contestants
-    whose Nemenyi p-value is at least ``alpha``; the title gives Friedman's test."""
+    """Critical-difference diagrams (scikit-posthocs' drawing), one panel per setting of
+    ``ranking.friedman_ranks``: mean ranks (1 = best) on the axis, bars joining contestants
+    that the pairwise Wilcoxon-Holm table does not separate at ``alpha`` (the same tests as
+    ``wilcoxon_models``); the title gives Friedman's omnibus test."""
     import scikit_posthocs as sp
 
     house_style()
@@ -165,7 +166,7 @@ def cd_diagrams(results: dict, alpha: float = 0.05) -> plt.Figure:
         return _note("no setting with 3+ models and 2+ complete blocks", (7, 1))
     fig, axes = plt.subplots(len(results), 1, figsize=(7, 2.2 * len(results)), squeeze=False)
     for ax, (setting, r) in zip(axes[:, 0], results.items()):
-        sp.critical_difference_diagram(r["mean_rank"], r["nemenyi"], alpha=alpha, ax=ax)
+        sp.critical_difference_diagram(r["mean_rank"], r["separated"], alpha=alpha, ax=ax)
         f = r["friedman"]
         ax.set_title(
             f"{setting}: Friedman chi2 {f['statistic']:.1f}, p {f['p']:.1e} "

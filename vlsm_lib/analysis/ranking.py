@@ -1,4 +1,5 @@
-"""Models against each other: pairwise Wilcoxon per test set, Friedman + Nemenyi across blocks.
+"""Models against each other: pairwise Wilcoxon per test set (the one post-hoc procedure),
+Friedman as the omnibus test and for the mean ranks.
 
 Contestants are the configurations of one *setting*: runs of one study trained on the same data
 with the same prompt, policy and size (``SETTING``), which differ in the model (and therefore in
@@ -9,19 +10,22 @@ first (``stats.per_image``).
 - ``pairwise_models``: per setting and test set, every pair of contestants on the images both
   scored: Wilcoxon signed-rank, matched-pairs rank-biserial, Holm across the table
   (``stats.compare``, ``stats.holm``).
-- ``friedman_nemenyi``: per setting, the contestants ranked on blocks that every contestant
+- ``friedman_ranks``: per setting, the contestants ranked on blocks that every contestant
   scored: images (``block="image"``, the default, usable with one test set) or test sets
   (``block="test_set"``, each contestant's mean Dice per set, as in Demsar 2006). Friedman's
-  test (scipy), then Nemenyi's post-hoc p-values (scikit-posthocs), the input of a
-  critical-difference diagram (``figures.cd_diagrams``).
+  test (scipy) is the omnibus; the pairs it may separate are those the pairwise Wilcoxon-Holm
+  table separates (``separated``): the critical-difference diagram (``figures.cd_diagrams``)
+  joins the models that table does not tell apart, as Benavoli, Corani and Mangili (JMLR 2016)
+  recommend over mean-rank post-hoc tests such as Nemenyi's, whose verdict on two models
+  depends on which others are in the comparison.
 """
 
 from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pandas as pd
-import scikit_posthocs as sp
 from scipy import stats as sps
 
 from vlsm_lib.analysis import stats
@@ -71,10 +75,14 @@ def rank_blocks(group: pd.DataFrame, metric: str, block: str) -> pd.DataFrame:
     return wide.dropna()
 
 
-def friedman_nemenyi(table: pd.DataFrame, metric: str = "dice", block: str = "image") -> dict:
+def friedman_ranks(
+    table: pd.DataFrame, pairwise: pd.DataFrame, metric: str = "dice", block: str = "image"
+) -> dict:
     """{setting: {"friedman": {statistic, p, blocks, contestants}, "mean_rank": Series (1 =
-    best), "nemenyi": DataFrame of p-values}} for settings with at least 3 contestants and 2
-    complete blocks (Friedman's test needs them)."""
+    best), "separated": DataFrame of Holm p-values of ``pairwise``, ``pairwise_models``'s
+    table}} for settings with at least 3 contestants and 2 complete blocks (Friedman's test
+    needs them). A pair tested on several test sets takes its largest p (told apart only where
+    every test set tells it apart); a pair without a test (no difference) takes 1."""
     out = {}
     for setting, group in contestants(table, metric).groupby("setting", sort=False):
         wide = rank_blocks(group, metric, block)
@@ -90,11 +98,21 @@ def friedman_nemenyi(table: pd.DataFrame, metric: str = "dice", block: str = "im
                 "contestants": wide.shape[1],
             },
             "mean_rank": ranks.sort_values(),
-            "nemenyi": sp.posthoc_nemenyi_friedman(wide.to_numpy())
-            .set_axis(wide.columns, axis=0)
-            .set_axis(wide.columns, axis=1),
+            "separated": _pairwise_p(pairwise, setting, list(wide.columns)),
         }
     return out
+
+
+def _pairwise_p(pairwise: pd.DataFrame, setting: str, names: list[str]) -> pd.DataFrame:
+    """The symmetric matrix of ``pairwise``'s Holm p-values among ``names`` in ``setting``."""
+    matrix = pd.DataFrame(np.ones((len(names), len(names))), index=names, columns=names)
+    if pairwise.empty:
+        return matrix
+    rows = pairwise[pairwise.setting == setting]
+    for (a, b), p in rows.groupby(["model_a", "model_b"])["p_holm"].max().items():
+        if a in matrix and b in matrix and pd.notna(p):
+            matrix.loc[a, b] = matrix.loc[b, a] = p
+    return matrix
 
 
 def friedman_table(results: dict) -> pd.DataFrame:

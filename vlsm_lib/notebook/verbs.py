@@ -246,7 +246,7 @@ STATISTICS_TABLES = {
     "prompt_use_index": "use_index",
     "domain_shift": "shift",
     "wilcoxon_models": "wilcoxon_models",
-    "friedman_nemenyi": "friedman",
+    "friedman": "friedman",
     "transfer_modes": "transfer_modes",
     "policy_tests": "policy_tests",
     "reference_faults": "fault_table",

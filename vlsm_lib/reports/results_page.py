@@ -101,7 +101,8 @@ SECTIONS = (
     (
         "Models against each other",
         "Pairwise Wilcoxon between models per test set and setting (Holm); across blocks, "
-        "Friedman then Nemenyi, drawn as critical-difference diagrams.",
+        "Friedman's omnibus test and mean ranks, drawn as critical-difference diagrams whose "
+        "bars join the models the pairwise tests do not separate.",
         ["wilcoxon_models"],
         ["cd_diagram"],
     ),
