@@ -243,3 +243,14 @@ def test_a_recipe_difference_is_replicated_only_with_three_seeds_a_side():
     one = table[table.seed == 42]
     fixed = stats.prompt_effect(one, margin=0.01).iloc[0]
     assert fixed["claim"] == "fixed models only (1 seed)"
+
+
+def test_two_models_that_train_nothing_are_fixed_models_whatever_the_difference():
+    a = runs("zero_shot", "clipseg", "d", "p6", "t", A)
+    b = runs("zero_shot", "cris", "d", "p6", "t", A + 0.3)
+    row = stats.comparison_row(
+        {}, stats.per_image(a), stats.per_image(b), "dice", pd.concat([a, b])
+    )
+    assert not row["trains_a"] and not row["trains_b"]
+    got = stats.holm(pd.DataFrame([row]), 0.05, margin=0.01).iloc[0]
+    assert got["claim"] == "fixed models only (no training)"

@@ -376,10 +376,11 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
     """Add ``claim`` to a table of tests (Holm applied): what each row may say, and what it
     rests on (``claim_ci_low``, ``claim_ci_high``, ``claim_p``, ``claim_test``).
 
-    A side is *replicated* when it holds at least ``MIN_SEEDS`` trained models, or trains
-    nothing (``trains_a`` / ``trains_b`` False: a zero-shot model is one fixed model, not a
-    draw). When both sides are, the recipe-level CI and Holm p (``seed_bootstrap``) decide;
-    else the comparison is of these trained models on these images. Then: a CI inside
+    A comparison is *replicated* when a side trains and every side that trains holds at least
+    ``MIN_SEEDS`` trained models (``trains_a`` / ``trains_b`` False: a zero-shot model is one
+    fixed model, not a draw of a recipe); then the recipe-level CI and Holm p
+    (``seed_bootstrap``) decide. Otherwise the comparison is of these models on these images:
+    "fixed models only (k seeds)", or "(no training)" when neither side trains. Then: a CI inside
     (-``margin``, ``margin``), or no difference beyond the tie tolerance, is "no practical
     difference"; a CI wholly beyond the margin with Holm p below ``alpha`` is a difference,
     "replicated across seeds" or "fixed models only (k seeds)"; anything else is
@@ -388,10 +389,9 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
         return table
     out, evidence = [], []
     for row in table.to_dict("records"):
-        replicated = all(
-            not row.get(f"trains_{side}", True) or row.get(f"seeds_{side}", 1) >= MIN_SEEDS
-            for side in ("a", "b")
-        )
+        trained = [s for s in ("a", "b") if row.get(f"trains_{s}", True)]
+        seeds = min((row.get(f"seeds_{s}", 1) for s in trained), default=0)
+        replicated = bool(trained) and seeds >= MIN_SEEDS
         recipe = replicated and pd.notna(row.get("recipe_p_holm"))
         low, high = (
             (row["recipe_ci_low"], row["recipe_ci_high"])
@@ -406,8 +406,8 @@ def claims(table: pd.DataFrame, alpha: float, margin: float) -> pd.DataFrame:
         if row.get("n_nonzero", 1) == 0 or (-margin < low and high < margin):
             out.append(NO_PRACTICAL)
         elif pd.notna(p) and p < alpha and (low > margin or high < -margin):
-            seeds = min(row.get("seeds_a", 1), row.get("seeds_b", 1))
-            out.append(REPLICATED if recipe else f"{FIXED} ({seeds} seed{'s' * (seeds > 1)})")
+            runs = f"{seeds} seed{'s' * (seeds > 1)}" if trained else "no training"
+            out.append(REPLICATED if recipe else f"{FIXED} ({runs})")
         else:
             out.append(INCONCLUSIVE)
     return table.assign(claim=out, **pd.DataFrame(evidence, index=table.index))

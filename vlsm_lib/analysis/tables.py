@@ -99,9 +99,9 @@ def table2(
     a paper_results.csv ("" or None: none).
 
     ``best`` marks a column's best only where it differs from the runner-up at the level of a
-    recipe (``stats.claims``: "replicated across seeds", at least three seeds a side, or models
-    that train nothing); ``table`` (the gathered rows) is what that test needs: without it, or
-    with fewer seeds, nothing is marked."""
+    recipe (``stats.claims``: "replicated across seeds", three seeds for every side that
+    trains); ``table`` (the gathered rows) is what that test needs: without it, with fewer
+    seeds or with models that train nothing, nothing is marked."""
     if isinstance(paper, str | Path):
         paper = read_paper(paper) if str(paper) else None
     summary = summary[of_kind(summary, "zero_shot", "finetune")]

@@ -20,7 +20,7 @@ SECTIONS = (
     (
         "Findings",
         "One line per comparison, with the CI and Holm p its claim rests on and its label: "
-        "replicated across seeds (three seeds a side, or models that train nothing; tested over "
+        "replicated across seeds (three seeds for every side that trains; tested over "
         "seeds and clusters together), fixed models only (these trained models on these "
         "images), no practical difference (CI inside the declared margin) or inconclusive.",
         ["findings"],
@@ -31,8 +31,8 @@ SECTIONS = (
         "Mean Dice [95 % CI] per training set, model and prompt (rows) and test set (columns), "
         "the mean over non-empty truths where a set has empty ones, and a flag on a "
         "configuration that predicts empty masks. Bold: a column's best where it beats the "
-        "runner-up as a recipe (three seeds a side, or models that train nothing); a column of "
-        "single-seed models has no bold.",
+        "runner-up as a recipe (three seeds for every side that trains); a column "
+        "of single-seed or untrained models has no bold.",
         ["table2_grid"],
         [],
     ),
