@@ -75,8 +75,22 @@ def prompt_level_curves(levels: pd.DataFrame, metric: str = "dice") -> plt.Figur
     return fig
 
 
+# a point's colour says what its comparison may claim (``stats.claims``); whiskers are the CI
+# the claim rests on
+_CLAIM_COLOURS = {"replicated across seeds": "#d55e00", "fixed models only": "#cc79a7"}
+
+
+def _claims(group: pd.DataFrame) -> list[str]:
+    if "claim" in group:
+        return list(group["claim"].fillna(""))
+    flags = group["significant"].fillna(False) if "significant" in group else [False] * len(group)
+    return ["fixed models only" if f else "" for f in flags]
+
+
 def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: str):
-    """Horizontal dot-and-whisker panels, one per compared configuration and test set."""
+    """Horizontal dot-and-whisker panels, one per compared configuration and test set: red, a
+    difference replicated across seeds; purple, a difference of these fixed models only; blue,
+    no practical difference or inconclusive."""
     house_style()
     panel_cols = [
         c for c in ("setting", "model", "trained_on", "trained_with", "test_set") if c in effect
@@ -93,8 +107,10 @@ def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: s
     )
     for ax, (key, group) in zip(axes[0], panels):
         y = np.arange(len(group))[::-1]
-        err = [group[value] - group["ci_low"], group["ci_high"] - group[value]]
-        colours = np.where(group["significant"].fillna(False), "C3", "C0")
+        low = group.get("claim_ci_low", group["ci_low"]).fillna(group["ci_low"])
+        high = group.get("claim_ci_high", group["ci_high"]).fillna(group["ci_high"])
+        err = [group[value] - low, high - group[value]]
+        colours = [_CLAIM_COLOURS.get(str(c).split(" (")[0], "C0") for c in _claims(group)]
         ax.errorbar(group[value], y, xerr=err, fmt="none", ecolor="grey", capsize=2)
         ax.scatter(group[value], y, c=colours, zorder=3, s=18)
         ax.axvline(0, color="black", lw=0.8)
@@ -109,7 +125,8 @@ def _effect_panels(effect: pd.DataFrame, y_cols: list[str], value: str, title: s
 def perturbation(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     """Change of ``metric`` per perturbed attribute and mode with its 95 % CI (the paper's
     Fig. 3), one panel per configuration and test set (``tables.readable`` of
-    ``effects.perturbation_effect``); red: significant after Holm."""
+    ``effects.perturbation_effect``); red: replicated across seeds, purple: fixed models only
+    (``_effect_panels``)."""
     if effect.empty:
         return _note("no perturbation sweep in these runs")
     return _effect_panels(
