@@ -300,7 +300,8 @@ def seed_bootstrap(
         return {"recipe_ci_low": np.nan, "recipe_ci_high": np.nan, "recipe_p": np.nan}
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, len(counts), size=(n_resamples, len(counts)))
-    weight = np.stack([np.bincount(row, minlength=len(counts)) for row in drawn])  # (R, C)
+    weight = np.zeros((n_resamples, len(counts)))  # (R, C): how often each cluster is drawn
+    np.add.at(weight, (np.arange(n_resamples)[:, None], drawn), 1)
     records = weight @ counts  # (R,)
     sides, pick = [], None
     for sums in (sums_a, sums_b):
