@@ -1,6 +1,7 @@
 """The ``vlsm`` command: all argument parsing, nothing else.
 
-``main`` holds ``vlsm run | gather | report | bench``, ``data`` holds ``vlsm data ...``; each
+``main`` holds ``vlsm run | gather | report | bench``, ``data`` holds ``vlsm data ...`` and
+``weights`` ``vlsm weights ...``; each
 parses its arguments and calls the stage that does the work.
 """
 

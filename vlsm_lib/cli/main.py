@@ -1,4 +1,4 @@
-"""The ``vlsm`` command line: ``vlsm run | gather | report | data | bench``."""
+"""The ``vlsm`` command line: ``vlsm run | gather | report | data | weights | bench``."""
 
 from __future__ import annotations
 
@@ -256,13 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
     report.set_defaults(func=_report)
     from vlsm_lib.cli.data import add_data_parser
+    from vlsm_lib.cli.weights import add_weights_parser
 
     add_data_parser(verbs)
+    add_weights_parser(verbs)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup hangs offline; never wait on it
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] != ["weights", "fetch"]:  # the one command that needs the hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub lookup hangs offline; never wait
     args = build_parser().parse_args(argv)
     return args.func(args)
 

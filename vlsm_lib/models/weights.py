@@ -52,9 +52,9 @@ def weights_error(what: str, source: str, err: Exception) -> WeightsUnavailable:
     return WeightsUnavailable(
         f"could not load {what} from {source!r} ({type(err).__name__}: {str(err)[:300]}). "
         "This machine is offline or the files are not cached. On a machine with internet, "
-        f"pre-download them (`hf download {source}` for a hub id; the files land in "
-        "the Hugging Face cache, $HF_HOME) and copy that cache here, or pass weights= a local "
-        "folder or file. Use weights=None for random initialisation."
+        f"pre-download them (`vlsm weights fetch`, or `hf download {source}` for a hub id; the "
+        "files land in the Hugging Face cache, $HF_HOME) and copy that cache here, or pass "
+        "weights= a local folder or file. Use weights=None for random initialisation."
     )
 
 
