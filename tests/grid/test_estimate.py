@@ -195,7 +195,11 @@ def test_without_a_bench_file_the_plans_models_are_benched_now(suite, capsys):
     """No --bench: bench.run measures the plan's models at the plan's size on this device."""
     path = _params(suite, "zero_shot", ZERO_SHOT.replace("size: paper", "size: tiny"))
     assert main(["run", str(path), "--dry-run", "--estimate"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    # said before it starts, with the quick alternative
+    assert "no --bench file: measuring clipseg at tiny size" in captured.err
+    assert "benchmarks/bench_paper_cpu.csv" in captured.err
     assert "from measured now (" in out and "serial: 0.00 GPU-hours for 1 runs" in out
     assert "\nclipseg " in out  # its row in the per-model table
 

@@ -245,3 +245,53 @@ def test_dry_run_prints_counts(capsys):
     assert main(["run", str(paths.REPO_ROOT / "params" / "paper"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "paper/zero_shot: 166 runs" in out and "paper/finetune: 332 runs" in out
+
+
+REHEARSAL = {"size": "tiny", "weights": "", "max_epochs": 1, "min_epochs": 1}
+
+
+def test_the_paper_suite_keeps_its_ids_needs_and_checkpoints_under_the_override_layer(tmp_path):
+    files = sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml"))
+    paper = plan(files, outputs=tmp_path)
+    rehearsal = plan(files, outputs=tmp_path, suite="paper_rehearsal", overrides=REHEARSAL)
+    ids = [[r.run_id for r in runs] for _, runs in paper]
+    assert [[r.run_id for r in runs] for _, runs in rehearsal] == ids  # same runs, same order
+    folders = {str(r.run_dir) for _, runs in rehearsal for r in runs}
+    assert all(f.startswith(str(tmp_path / "paper_rehearsal")) for f in folders)
+    references = 0
+    for _, runs in rehearsal:
+        for run in runs:
+            for key in ("weights", "checkpoint"):
+                value = run.params.get(key)
+                if isinstance(value, str) and value.startswith(str(tmp_path)):
+                    references += 1  # a checkpoint of another study of the same suite
+                    assert value in folders, f"{run.run_id}: {key} {value} is not a planned run"
+                    assert key not in run.overrides
+                elif key in run.params and key == "weights":
+                    assert value == "" and run.overrides["weights"] == ""
+            if "size" in run.params:
+                assert run.params["size"] == "tiny" and run.overrides["size"] == "tiny"
+    linked = sum(
+        len(runs) for s, runs in rehearsal if s.name in ("domain_shift", "prompt_ablation")
+    )
+    assert references == linked  # every checkpoint a domain-shift or ablation run starts from
+    assert rehearsal[-1][0].name == "statistics"  # needs respected: the statistics last
+
+
+def test_an_override_no_planned_notebook_declares_is_refused(tmp_path, outputs):
+    nb = _notebook(tmp_path)
+    path = _params(tmp_path, "s", f"notebook: {nb}\ngrid: {{x: [1]}}\n")
+    with pytest.raises(KeyError, match=r"--set max_epoch: no parameter .*'fail'"):
+        plan([path], overrides={"max_epoch": 1})
+    with pytest.raises(KeyError, match="run_dir and data_root are the runner's"):
+        plan([path], overrides={"run_dir": "/elsewhere"})
+    assert main(["run", str(path), "--set", "novalue", "--dry-run"]) == 2
+
+
+@pytest.mark.slow
+def test_overrides_reach_the_notebook_and_are_recorded_in_run_json(tmp_path, outputs):
+    nb = _notebook(tmp_path)
+    path = _params(tmp_path, "s", f"notebook: {nb}\ngrid: {{fail: [false]}}\n")
+    assert main(["run", str(path), "--suite", "other", "--set", "x=7"]) == 0
+    info = read_run(outputs / "other" / "s" / "s__fail-False")
+    assert info["overrides"] == {"x": 7} and info["params"]["x"] == 7

@@ -22,7 +22,18 @@ def _run(args: argparse.Namespace) -> int:
         from vlsm_lib.engine.feature_store import STORE_ENV
 
         os.environ[STORE_ENV] = "off"
-    planned = plan(_params_files(args.params), only=args.only, failed=args.failed)
+    try:
+        overrides = _overrides(args.set)
+    except ValueError as err:
+        print(f"vlsm run: {err}", file=sys.stderr)
+        return 2
+    planned = plan(
+        _params_files(args.params),
+        only=args.only,
+        failed=args.failed,
+        suite=args.suite,
+        overrides=overrides,
+    )
     if args.dry_run and args.estimate:
         return _print_estimate(args, planned)
     if args.dry_run:
@@ -49,6 +60,20 @@ def _run_conflict(args: argparse.Namespace) -> str:
     return next((why for bad, why in wrong if bad), "")
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """``--set key=value`` pairs as a dict; each value read as YAML (``--set max_epochs=1``
+    is an int, ``--set weights=`` the empty string, ``--set model_options={}`` a mapping)."""
+    import yaml
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {pair!r}: write key=value (e.g. --set max_epochs=1)")
+        out[key] = "" if value == "" else yaml.safe_load(value)
+    return out
+
+
 def _params_files(names: list[str]) -> list[Path]:
     """The params files named: files as they are, folders as their ``*.yaml``, sorted."""
     return [
@@ -61,6 +86,16 @@ def _params_files(names: list[str]) -> list[Path]:
 def _print_estimate(args: argparse.Namespace, planned) -> int:
     from vlsm_lib.grid import estimate
 
+    if not args.bench:  # benching paper-size models takes a while: say so before it starts
+        models = ", ".join(estimate.plan_models(planned))
+        print(
+            f"no --bench file: measuring {models} at {estimate.plan_size(planned)} size on this "
+            "machine's device now (vlsm bench: minutes per paper-size model on a CPU, and GBs of "
+            "memory). For a quick estimate pass a bench file instead, e.g. --bench "
+            "benchmarks/bench_paper_cpu.csv, or one `vlsm bench --out` wrote on your GPU.",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         bench = estimate.load_bench(args.bench, planned)
         text = estimate.as_text(
@@ -183,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of a running Dask scheduler")
     run.add_argument("--workers", type=int, default=1, help="LocalCluster workers (dask)")
     run.add_argument("--only", help="run ids matching this glob only")
+    run.add_argument(
+        "--suite", help="write the runs under outputs/SUITE (default: the params folder)"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a parameter of every run whose notebook has it (not references to the "
+        "suite's runs); recorded in run.json. Repeat for several",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the runs, execute nothing")
     run.add_argument("--show", type=int, default=3, help="run ids shown per study (dry run)")
     run.add_argument("--force", action="store_true", help="re-run complete runs too")

@@ -85,6 +85,8 @@ def _record_start(run) -> dict:
         "suite": run.suite,
         "notebook": _shown(run.notebook),
         "params": portable_params(run.params, run.run_dir),
+        # what `vlsm run --set` changed in the study's own parameters
+        "overrides": portable_params(run.overrides, run.run_dir),
         # what vlsm_lib.notebook.verbs.notebook_params reads, so kernels need not import papermill
         "parameter_names": list(declared_parameters(run.notebook)),
         "status": "running",

@@ -48,6 +48,7 @@ class Run:
     params: dict[str, Any]
     run_dir: Path
     kind: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)  # what the override layer changed
 
 
 @dataclass
@@ -66,8 +67,9 @@ class Study:
     kind: str = ""  # what its runs are (results.KINDS), whatever the study is called
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and check one params file (keys, grid shape); the notebook must exist."""
+def load_study(path: str | Path, suite: str | None = None) -> Study:
+    """Read and check one params file (keys, grid shape); the notebook must exist. ``suite``:
+    write its runs under ``outputs/<suite>`` instead of the params folder's name."""
     path = Path(path)
     try:
         spec = yaml.safe_load(path.read_text()) or {}
@@ -97,7 +99,7 @@ def load_study(path: str | Path) -> Study:
             raise ValueError(f"{path}: grid values must be non-empty lists; fix {bad}")
     return Study(
         name=spec.get("study", path.stem),
-        suite=path.parent.name,
+        suite=suite or path.parent.name,
         notebook=notebook,
         defaults=spec.get("defaults") or {},
         grids=grids,
@@ -125,8 +127,14 @@ def check_parameters(study: Study) -> None:
         )
 
 
-def expand(study: Study, outputs: Path | None = None, data_root: Path | None = None) -> list[Run]:
-    """Every grid point of a study as a Run, parameters resolved."""
+def expand(
+    study: Study,
+    outputs: Path | None = None,
+    data_root: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> list[Run]:
+    """Every grid point of a study as a Run, parameters resolved; ``overrides`` applied
+    (``override``) after the run ids are made, so that ids and references stay the study's."""
     outputs = outputs or paths.outputs_root()
     data_root = data_root or paths.data_root()
     points = []
@@ -145,6 +153,7 @@ def expand(study: Study, outputs: Path | None = None, data_root: Path | None = N
         if rid in seen:
             raise ValueError(f"{study.source}: two grid points give run id {rid}")
         seen[rid] = point
+        params, changed = override(params, overrides or {}, study)
         run_dir = suite_dir / study.name / rid
         context = {**params, "suite_dir": suite_dir, "data_root": data_root}
         resolved = {k: _fill(v, context, study) for k, v in params.items()}
@@ -152,9 +161,44 @@ def expand(study: Study, outputs: Path | None = None, data_root: Path | None = N
         resolved["run_dir"] = str(run_dir)
         resolved.setdefault("data_root", str(data_root))
         runs.append(
-            Run(rid, study.name, study.suite, study.notebook, resolved, run_dir, study.kind)
+            Run(
+                rid, study.name, study.suite, study.notebook, resolved, run_dir, study.kind, changed
+            )
         )
     return runs
+
+
+SUITE_REFERENCE = "{suite_dir}"
+
+
+def override(params: dict, overrides: dict, study: Study) -> tuple[dict, dict]:
+    """``params`` with each override whose key the study's notebook declares, and what changed.
+
+    A value that names a run of the suite (it starts with ``{suite_dir}``: a prompt ablation's
+    finetuned checkpoint, a domain shift's) is kept: the references between studies are the
+    study's whatever the overrides, so that a rehearsal runs the paper's grid as it is."""
+    declared = set(declared_parameters(study.notebook))
+    changed = {}
+    for key, value in overrides.items():
+        old = params.get(key)
+        if key not in declared or (isinstance(old, str) and old.startswith(SUITE_REFERENCE)):
+            continue
+        changed[key] = value
+    return {**params, **changed}, changed
+
+
+def check_overrides(studies: list[Study], overrides: dict) -> None:
+    """Refuse an override that no planned notebook declares (it would change nothing)."""
+    declared = (
+        set().union(*(declared_parameters(s.notebook) for s in studies)) if studies else set()
+    )
+    unknown = sorted(set(overrides) - declared - set(INJECTED))
+    if unknown or set(overrides) & set(INJECTED):
+        bad = unknown or sorted(set(overrides) & set(INJECTED))
+        raise KeyError(
+            f"--set {', '.join(bad)}: no parameter of the planned notebooks (run_dir and "
+            f"data_root are the runner's); their parameters: {sorted(declared)}"
+        )
 
 
 def _fill(value, context: dict, study: Study):
@@ -217,15 +261,20 @@ def plan(
     only: str | None = None,
     outputs: Path | None = None,
     failed: bool = False,
+    suite: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[tuple[Study, list[Run]]]:
     """Load, check, order and expand studies; ``only`` filters run ids (a glob), ``failed``
-    keeps the runs to do again (``results.unfinished``)."""
-    studies = [load_study(p) for p in param_files]
+    keeps the runs to do again (``results.unfinished``). ``suite`` writes every study under
+    ``outputs/<suite>``; ``overrides`` (``vlsm run --set key=value``) replace parameters of
+    every run whose notebook declares them (``override``), and are recorded in run.json."""
+    studies = [load_study(p, suite) for p in param_files]
     for s in studies:
         check_parameters(s)
+    check_overrides(studies, overrides or {})
     out = []
     for s in order_studies(studies, outputs):
-        runs = expand(s, outputs)
+        runs = expand(s, outputs, overrides=overrides)
         if only:
             runs = [r for r in runs if fnmatch.fnmatch(r.run_id, only)]
         if failed:
