@@ -115,3 +115,20 @@ def test_run_records_a_policy_error_and_continues():
     assert list(df["model"]) == ["unet", "unetpp"]
     assert df["error"].str.contains("unknown train policy").all()
     assert "unknown train policy" in bench.format_table(df)
+
+
+def test_the_gpu_check_says_what_it_would_measure_without_a_gpu(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--out", str(tmp_path / "gpu")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    text = out.stdout
+    for step in ("bench_b8:", "medshapes:", "finetune:", "estimate:", "largest batch:"):
+        assert step in text
+    assert "--device cuda --batch 8" in text and "--runs-per-gpu 2" in text
+    assert not (tmp_path / "gpu").exists()  # a dry run writes nothing
