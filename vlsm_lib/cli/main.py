@@ -47,11 +47,11 @@ def _run_conflict(args: argparse.Namespace) -> str:
     wrong = [
         (args.estimate and not args.dry_run, "--estimate goes with --dry-run"),
         (
-            args.runs_per_gpu and args.executor != "dask" and not estimating,
-            "--runs-per-gpu needs --executor dask (or --dry-run --estimate)",
+            args.runs_per_gpu and args.executor == "local" and not estimating,
+            "--runs-per-gpu needs --executor dask or slurm (or --dry-run --estimate)",
         ),
         (
-            args.runs_per_gpu and args.workers != 1 and not estimating,
+            args.runs_per_gpu and args.workers != 1 and args.executor == "dask" and not estimating,
             "--runs-per-gpu starts one worker per GPU (--gpus), not --workers: drop --workers",
         ),
         (args.gpus and not args.runs_per_gpu and not estimating, "--gpus goes with --runs-per-gpu"),
@@ -134,9 +134,20 @@ def _execute(args: argparse.Namespace, planned) -> int:
     from vlsm_lib.grid.runner import run_local
 
     warn_if_disk_short(planned, paths.outputs_root())  # a warning: the user decides
-    if args.executor == "dask":
-        from vlsm_lib.grid.cluster import run_dask
+    if args.executor in ("dask", "slurm"):
+        from vlsm_lib.grid.cluster import run_dask, slurm_cluster
 
+        cluster = None
+        if args.executor == "slurm":  # one sbatch job per worker (--workers)
+            cluster = slurm_cluster(
+                args.workers,
+                args.slurm_queue,
+                args.slurm_cores,
+                args.slurm_memory,
+                args.slurm_walltime,
+                args.slurm_gpus,
+                args.runs_per_gpu,
+            )
         statuses = run_dask(
             planned,
             args.force,
@@ -145,6 +156,7 @@ def _execute(args: argparse.Namespace, planned) -> int:
             args.runs_per_gpu,
             args.gpus,
             lean=not args.eager,
+            cluster=cluster,
         )
     else:
         statuses = run_local(planned, args.force, lean=not args.eager)
@@ -214,9 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", help="execute the runs of params files (papermill)")
     run.add_argument("params", nargs="+", help="params/<suite>/<study>.yaml files or folders")
-    run.add_argument("--executor", choices=["local", "dask"], default="local")
+    run.add_argument("--executor", choices=["local", "dask", "slurm"], default="local")
     run.add_argument("--scheduler", help="address of a running Dask scheduler")
-    run.add_argument("--workers", type=int, default=1, help="LocalCluster workers (dask)")
+    run.add_argument(
+        "--workers", type=int, default=1, help="LocalCluster workers (dask); sbatch jobs (slurm)"
+    )
+    slurm = run.add_argument_group("SLURM (with --executor slurm: dask-jobqueue)")
+    slurm.add_argument("--slurm-queue", help="partition (default: the cluster's default)")
+    slurm.add_argument("--slurm-cores", type=int, default=1, help="cores per job (default 1)")
+    slurm.add_argument("--slurm-memory", default="8GB", help="memory per job (default 8GB)")
+    slurm.add_argument("--slurm-walltime", default="04:00:00", help="per job (default 04:00:00)")
+    slurm.add_argument("--slurm-gpus", type=int, default=0, help="GPUs per job (--gres=gpu:N)")
     run.add_argument("--only", help="run ids matching this glob only")
     run.add_argument(
         "--suite", help="write the runs under outputs/SUITE (default: the params folder)"

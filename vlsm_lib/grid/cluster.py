@@ -2,11 +2,11 @@
 
 ``vlsm run ... --executor dask`` starts a ``LocalCluster`` (one single-threaded worker process
 per ``workers``) when no scheduler address is given, or connects to any running cluster
-(``--scheduler tcp://host:8786``). On SLURM, start the cluster with dask-jobqueue
-(``pip install dask-jobqueue``; ``SLURMCluster(cores=8, memory="64GB", processes=1,
-job_extra_directives=["--gres=gpu:1"]).scale(jobs=4)``) and pass its ``scheduler_address``.
-Workers must see the same repository and outputs folder (a shared file system) and have this
-package installed.
+(``--scheduler tcp://host:8786``). On SLURM (``--executor slurm``), the runner starts the
+workers itself through dask-jobqueue (``slurm_cluster``): one ``sbatch`` job per worker, each
+one Dask worker process with the job's cores, memory, walltime, queue and GPUs. Workers must see
+the same repository and outputs folder (a shared file system) and the same Python environment
+(the job runs this interpreter).
 
 GPU packing (``--runs-per-gpu N``): several runs share one GPU when one run leaves it idle
 (data loading, small batches, the fixed cost of each run). Every task asks for the Dask resource
@@ -23,11 +23,13 @@ from __future__ import annotations
 import os
 import threading
 
+from vlsm_lib import paths
 from vlsm_lib.grid.execute import Reports, execute
 from vlsm_lib.grid.kernels import KernelPool, grid_code
 from vlsm_lib.grid.progress import Progress
 from vlsm_lib.grid.runner import Run, Study, write_indexes
 
+JOB_START_TIMEOUT_S = 1800  # a queued sbatch job may wait for resources before its worker starts
 # Per worker process: its kernel pool (fork server, a kernel started ahead) and its report
 # thread, made by the first lean task, ended by _finish_worker (client.run) after the grid.
 _LEAN: dict = {}
@@ -90,6 +92,42 @@ def local_cluster(workers: int = 1, runs_per_gpu: int | None = None, gpus: int |
     )
 
 
+def slurm_cluster(
+    jobs: int = 1,
+    queue: str | None = None,
+    cores: int = 1,
+    memory: str = "8GB",
+    walltime: str = "04:00:00",
+    gpus: int = 0,
+    runs_per_gpu: int | None = None,
+):
+    """A dask-jobqueue ``SLURMCluster`` scaled to ``jobs`` sbatch jobs, each one worker process
+    with ``cores`` threads (``runs_per_gpu`` threads and the resource ``GPU=1`` when GPUs are
+    shared), ``memory``, ``walltime``, on partition ``queue``, with ``--gres=gpu:<gpus>``. Each
+    job inherits the runner's environment (sbatch's default), so its kernels see the same
+    outputs and data folders; their output files go to ``outputs/slurm/``."""
+    import sys
+
+    from dask_jobqueue import SLURMCluster
+
+    threads = runs_per_gpu or cores
+    extra = [f"--gres=gpu:{gpus}"] if gpus else []
+    cluster = SLURMCluster(
+        queue=queue,
+        cores=threads,
+        processes=1,
+        memory=memory,
+        walltime=walltime,
+        python=sys.executable,
+        job_extra_directives=extra,
+        worker_extra_args=["--resources", "GPU=1"] if runs_per_gpu else [],
+        scheduler_options={"dashboard_address": None},
+        log_directory=str(paths.outputs_root() / "slurm"),  # the jobs' output files
+    )
+    cluster.scale(jobs=jobs)
+    return cluster
+
+
 def _check_gpu_workers(client, scheduler: str) -> None:
     """Tasks asking for GPU wait forever on a cluster where no worker declares it: say so."""
     workers = client.scheduler_info().get("workers", {}).values()
@@ -135,6 +173,7 @@ def run_dask(
     runs_per_gpu: int | None = None,
     gpus: int | None = None,
     lean: bool = True,
+    cluster=None,
 ) -> dict[str, str]:
     """Execute the plan on Dask (module docstring); {run id: status}. ``runs_per_gpu``: at most
     that many runs share a GPU; then ``workers`` is not used (one worker per GPU: ``gpus``).
@@ -143,16 +182,19 @@ def run_dask(
     every worker's reports before it returns."""
     from dask.distributed import Client, as_completed
 
-    cluster = None if scheduler else local_cluster(workers, runs_per_gpu, gpus)
+    own = cluster is None and not scheduler  # the runner's LocalCluster
+    cluster = local_cluster(workers, runs_per_gpu, gpus) if own else cluster
     client = Client(scheduler or cluster)
     # pin runs to GPUs only on our own cluster with several of them (worker names 0..n-1)
-    pin = bool(runs_per_gpu) and cluster is not None and len(cluster.workers) > 1
+    pin = bool(runs_per_gpu) and own and len(cluster.workers) > 1
     resources = {"GPU": gpu_share(runs_per_gpu)} if runs_per_gpu else None
     code = grid_code([run for _, runs in planned for run in runs]) if lean else None
     statuses: dict[str, str] = {}
     try:
         if runs_per_gpu and scheduler:
             _check_gpu_workers(client, scheduler)
+        if not own and not scheduler:  # jobs in a queue: wait for the first worker
+            client.wait_for_workers(1, timeout=JOB_START_TIMEOUT_S)
         futures = _submit(client, planned, force, pin, code, resources)
         progress = Progress(planned)
         # submitted: under way or waiting for a worker
