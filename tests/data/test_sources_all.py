@@ -3,18 +3,15 @@ passes `vlsm data check`, and one of them trains the finetune notebook for an ep
 
 import json
 import shutil
-import warnings
 
 import papermill
 import pytest
-from fakes import camus_cxr, polyps, skin_us
 
 from vlsm_lib import paths
 from vlsm_lib.cli import main
 from vlsm_lib.data import sources
 from vlsm_lib.data.io import DataError
-
-FAKES = {**polyps.FAKES, **skin_us.FAKES, **camus_cxr.FAKES}
+from vlsm_lib.data.sources.fakes import FAKES
 
 
 def test_a_fake_of_every_dataset_and_every_source_registered():
@@ -23,12 +20,10 @@ def test_a_fake_of_every_dataset_and_every_source_registered():
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data")
-    for name, build in FAKES.items():
-        download = build(tmp_path_factory.mktemp(name))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unpaired files on purpose: their own tests check it
-            sources.prepare(name, download, out)
+    """All 11 fakes written and prepared by `vlsm data fakes` (the rehearsal's data step)."""
+    out, downloads = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("downloads")
+    assert main(["data", "fakes", "--out", str(out), "--downloads", str(downloads)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(FAKES)
     return out
 
 

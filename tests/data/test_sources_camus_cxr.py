@@ -7,7 +7,12 @@ import zlib
 
 import numpy as np
 import pytest
-from fakes.camus_cxr import (
+from PIL import Image
+
+from vlsm_lib.data.sources import SourceError, prepare
+from vlsm_lib.data.sources.camus import read_mhd
+from vlsm_lib.data.sources.chexlocalize import rle_mask
+from vlsm_lib.data.sources.fakes.camus_cxr import (
     CAMUS_PATIENTS,
     CXR_FINDINGS,
     CXR_MASKS,
@@ -18,12 +23,7 @@ from fakes.camus_cxr import (
     cxr_split,
     rle_string,
 )
-from fakes.camus_cxr import camus as camus_fake
-from PIL import Image
-
-from vlsm_lib.data.sources import SourceError, prepare
-from vlsm_lib.data.sources.camus import read_mhd
-from vlsm_lib.data.sources.chexlocalize import rle_mask
+from vlsm_lib.data.sources.fakes.camus_cxr import camus as camus_fake
 
 
 def _prepare(fake, name, tmp):

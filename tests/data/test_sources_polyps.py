@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes.polyps import (
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from vlsm_lib.data import prompts as P
+from vlsm_lib.data.build import split_sizes
+from vlsm_lib.data.sources import SOURCES, TEST_ONLY, SourceError, prepare
+from vlsm_lib.data.sources.clinicdb import sequence
+from vlsm_lib.data.sources.fakes.polyps import (
     CLINICDB_FRAMES,
     FAKES,
     build_clinicdb_png,
@@ -20,13 +27,6 @@ from fakes.polyps import (
     build_kvasir,
     kvasir_id,
 )
-from PIL import Image
-from PIL.PngImagePlugin import PngInfo
-
-from vlsm_lib.data import prompts as P
-from vlsm_lib.data.build import split_sizes
-from vlsm_lib.data.sources import SOURCES, TEST_ONLY, SourceError, prepare
-from vlsm_lib.data.sources.clinicdb import sequence
 
 N = 12
 SPLIT_SETS = {"kvasir_polyp", "clinicdb_polyp", "bkai_polyp"}

@@ -7,7 +7,6 @@ import zipfile
 
 import numpy as np
 import pytest
-from fakes.skin_us import BUSI_COUNTS, BUSI_MULTI, DFU_PAIRS, FAKES, ISIC_TEST, ISIC_TRAIN
 from PIL import Image
 
 from vlsm_lib.data import sources
@@ -15,6 +14,14 @@ from vlsm_lib.data.build import decode_mask, split_sizes
 from vlsm_lib.data.sources import SourceError, prepare
 from vlsm_lib.data.sources import busi as busi_source
 from vlsm_lib.data.sources import isic as isic_source
+from vlsm_lib.data.sources.fakes.skin_us import (
+    BUSI_COUNTS,
+    BUSI_MULTI,
+    DFU_PAIRS,
+    FAKES,
+    ISIC_TEST,
+    ISIC_TRAIN,
+)
 
 NO_TUMOR = "No tumor in the breast ultrasound image."
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vlsm_lib import paths
@@ -82,6 +83,25 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.errors else 0
 
 
+def _fakes(args: argparse.Namespace) -> int:
+    """Write miniature fakes of the official downloads and prepare them with the real readers
+    (``sources.fakes.prepare_all``): the paper's datasets, tiny, for a rehearsal."""
+    import tempfile
+
+    from vlsm_lib.data.sources.fakes import prepare_all
+
+    out = args.out or str(paths.data_root())
+    with tempfile.TemporaryDirectory(prefix="vlsm-fakes-") as scratch:
+        try:
+            folders = prepare_all(args.downloads or scratch, out, args.names)
+        except KeyError as err:
+            print(f"vlsm data fakes: {err.args[0]}", file=sys.stderr)
+            return 2
+    for folder in folders:
+        print(folder)
+    return 0
+
+
 def add_data_parser(verbs) -> None:
     """The ``data`` verb and its sub-verbs on ``verbs`` (argparse sub-parsers)."""
     data = verbs.add_parser("data", help="datasets: MedShapes, the paper's, your own; checks")
@@ -144,6 +164,13 @@ def add_data_parser(verbs) -> None:
     imp.add_argument("--seed", type=int, default=42, help="seed of the splits")
     imp.set_defaults(func=_import)
 
+    fakes = data_verbs.add_parser(
+        "fakes", help="the paper's 11 datasets from miniature fakes of their downloads"
+    )
+    fakes.add_argument("names", nargs="*", metavar="NAME", help="some datasets (default all 11)")
+    fakes.add_argument("--out", help=default_out)
+    fakes.add_argument("--downloads", help="where the fake downloads go (default: a temp folder)")
+    fakes.set_defaults(func=_fakes)
     chk = data_verbs.add_parser("check", help="leaks, copies, decoding, counts; exit 1 on errors")
     chk.add_argument("datasets", nargs="+", help="dataset folders, e.g. outputs/data/kvasir_polyp")
     chk.add_argument("--near", type=int, default=4, help="perceptual-hash bits of a near copy")

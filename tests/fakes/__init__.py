@@ -1,2 +1,0 @@
-"""Miniature fakes of the official dataset downloads, in their layouts and encodings, for the
-source preparers' tests."""
