@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: study test test-fast lint clean-venv
+.PHONY: study test test-fast lint rehearsal clean-venv
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ $(STAMP): requirements.txt pyproject.toml
 study: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/vlsm run params/demo --executor dask --workers 2
 	@echo "open $(CURDIR)/outputs/index.html"
+
+# The paper suite rehearsed, unchanged, at miniature scale: its 11 datasets from fakes of their
+# downloads, every study of params/paper at tiny size, random weights, one epoch (docs/gpus.md).
+REHEARSAL_DATA := $(CURDIR)/outputs/rehearsal_data
+REHEARSAL := --suite paper_rehearsal --set size=tiny --set weights= --set max_epochs=1 \
+	--set min_epochs=1 --set 'model_options={}'
+rehearsal: $(STAMP)
+	VLSM_DATA=$(REHEARSAL_DATA) $(VENV)/bin/vlsm data fakes --out $(REHEARSAL_DATA)
+	OMP_NUM_THREADS=1 VLSM_DATA=$(REHEARSAL_DATA) $(VENV)/bin/vlsm run params/paper $(REHEARSAL) \
+		--executor dask --workers 2
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

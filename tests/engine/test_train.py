@@ -325,3 +325,21 @@ def test_train_config_rejects_unknown_keys_and_values():
         from_dict(TrainConfig, {"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="dice_bce, dice, bce"):
         TrainConfig(loss="focal")
+
+
+def test_a_last_training_batch_of_one_image_is_dropped_not_fatal(polyps, tmp_path):
+    """17 training images at batch 16 leave one over: DeepLabv3+'s image-pooling BatchNorm
+    cannot train on a single 1x1 map, so that batch is dropped (another image each epoch)."""
+    from torch.utils.data import Subset
+
+    from vlsm_lib.engine.train import loader
+
+    model = _tiny("deeplabv3plus")
+    train, val = _sets(polyps, model)
+    seventeen = Subset(train, range(17))  # 17 = 16 + 1
+    cfg = _cfg(max_epochs=1)
+    assert [len(b["pixel_values"]) for b in loader(seventeen, cfg, shuffle=True)] == [16]
+    assert [len(b["pixel_values"]) for b in loader(seventeen, cfg, shuffle=False)] == [16, 1]
+    assert [len(b["pixel_values"]) for b in loader(Subset(train, range(18)), cfg, True)] == [16, 2]
+    result = fit(model, seventeen, val, cfg, tmp_path)
+    assert len(result.history) == 1  # the epoch trained

@@ -122,10 +122,21 @@ def step(forward, batch: dict, setup: StepSetup, context: str = "") -> torch.Ten
 
 
 def loader(dataset, cfg: TrainConfig, shuffle: bool, epoch: int = 0) -> DataLoader:
-    """Batches whose order depends only on (seed, epoch): resuming replays the same order."""
+    """Batches whose order depends only on (seed, epoch): resuming replays the same order.
+
+    A training epoch whose last batch would hold one image drops it (another image each epoch,
+    the order being shuffled): BatchNorm cannot train on one sample, and DeepLabv3+'s
+    image-pooling branch sees it as a 1x1 map, which fails outright."""
     generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-    workers = cfg.num_workers
-    return DataLoader(dataset, cfg.batch_size, shuffle, generator=generator, num_workers=workers)
+    lone = shuffle and len(dataset) > 1 and len(dataset) % cfg.batch_size == 1
+    return DataLoader(
+        dataset,
+        cfg.batch_size,
+        shuffle,
+        generator=generator,
+        num_workers=cfg.num_workers,
+        drop_last=lone,
+    )
 
 
 @torch.no_grad()
