@@ -85,8 +85,8 @@ def reap(wait_s: float = 5.0) -> int:
     grid): a child still listed then is an adopted orphan, never a ``Popen`` whose exit status
     its owner still needs."""
     end, reaped = time.monotonic() + wait_s, 0
-    while children := _children():
-        for pid in children:
+    while pids := children():
+        for pid in pids:
             try:
                 reaped += bool(os.waitpid(pid, os.WNOHANG)[0])
             except ChildProcessError:
@@ -97,7 +97,7 @@ def reap(wait_s: float = 5.0) -> int:
     return reaped
 
 
-def _children() -> list[int]:
+def children() -> list[int]:
     """The pids of this process's children (Linux /proc; none elsewhere)."""
     pid = os.getpid()
     try:

@@ -248,9 +248,7 @@ def compare(
     )
     joined = joined.dropna(subset=[f"{metric}_a", f"{metric}_b"])
     diff = (joined[f"{metric}_b"] - joined[f"{metric}_a"]).to_numpy()
-    clusters = (
-        joined["cluster"] if "cluster" in joined else joined["test_set"] + "/" + joined["image_id"]
-    )
+    clusters = _cluster_of(joined)
     per_cluster = pd.Series(diff).groupby(clusters.to_numpy(), sort=False).mean().to_numpy()
     nonzero = per_cluster[np.abs(per_cluster) >= TIE_TOLERANCE]
     low, high = bootstrap_ci(diff, clusters=clusters.to_numpy())

@@ -31,7 +31,7 @@ import socket
 import sys
 import time
 
-from vlsm_lib.lifetime import RUNNER_PID, alive, exit_when_gone
+from vlsm_lib.lifetime import RUNNER_PID, alive, children, exit_when_gone
 
 FORK_KERNEL = "vlsm-fork"
 INLINE = "module://matplotlib_inline.backend_inline"
@@ -100,12 +100,8 @@ def _wait_for_kernels(wait_s: float) -> None:
 
 
 def _kill_children() -> None:
-    try:
-        with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children", encoding="ascii") as f:
-            pids = [int(p) for p in f.read().split()]
-    except OSError:  # no /proc: the kernels end with their launchers all the same
-        pids = []
-    for pid in pids:
+    # without /proc there are none listed: the kernels end with their launchers all the same
+    for pid in children():
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
