@@ -21,14 +21,10 @@ study: $(STAMP)
 	@echo "open $(CURDIR)/outputs/index.html"
 
 # The paper suite rehearsed, unchanged, at miniature scale: its 11 datasets from fakes of their
-# downloads, every study of params/paper at tiny size, random weights, one epoch (docs/gpus.md).
-REHEARSAL_DATA := $(CURDIR)/outputs/rehearsal_data
-REHEARSAL := --suite paper_rehearsal --set size=tiny --set weights= --set max_epochs=1 \
-	--set min_epochs=1 --set 'model_options={}'
+# downloads, every study of params/paper at tiny size, random weights, one epoch, then one
+# paper-size finetune of each VLSM (vlsm rehearse --help; docs/gpus.md).
 rehearsal: $(STAMP)
-	VLSM_DATA=$(REHEARSAL_DATA) $(VENV)/bin/vlsm data fakes --out $(REHEARSAL_DATA)
-	OMP_NUM_THREADS=1 VLSM_DATA=$(REHEARSAL_DATA) $(VENV)/bin/vlsm run params/paper $(REHEARSAL) \
-		--executor dask --workers 2
+	OMP_NUM_THREADS=1 $(VENV)/bin/vlsm rehearse
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest

@@ -11,7 +11,7 @@ from vlsm_lib import paths
 from vlsm_lib.cli import main
 from vlsm_lib.data import sources
 from vlsm_lib.data.io import DataError
-from vlsm_lib.data.sources.fakes import FAKES
+from vlsm_lib.data.sources.fakes import FAKES, REFERENCE_PROMPTS
 
 
 def test_a_fake_of_every_dataset_and_every_source_registered():
@@ -23,8 +23,26 @@ def prepared(tmp_path_factory):
     """All 11 fakes written and prepared by `vlsm data fakes` (the rehearsal's data step)."""
     out, downloads = tmp_path_factory.mktemp("data"), tmp_path_factory.mktemp("downloads")
     assert main(["data", "fakes", "--out", str(out), "--downloads", str(downloads)]) == 0
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(FAKES)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
+        [*FAKES, REFERENCE_PROMPTS]
+    )
     return out
+
+
+def test_fakes_prepare_kvasir_from_the_reference_annotation_stand_ins_as_well(prepared):
+    """The paper suite's reference-faults study reads {data_root}/reference_prompts/kvasir_polyp:
+    the same splits as the regenerated Kvasir, the p6 prompts kept from the annotation files."""
+    ours, theirs = prepared / "kvasir_polyp", prepared / REFERENCE_PROMPTS / "kvasir_polyp"
+    about = json.loads((theirs / "dataset.json").read_text())
+    assert about["prompts_from"] == "reference annotation files (splits and prompts)"
+    for split in ("train", "val", "test"):
+        a = json.loads((ours / "anns" / f"{split}.json").read_text())
+        b = json.loads((theirs / "anns" / f"{split}.json").read_text())
+        assert [e["img_name"] for e in a] == [e["img_name"] for e in b] and a
+        assert all(
+            y["prompts"]["p6"] == x["prompts"]["p6"] + " (reference wording)" for x, y in zip(a, b)
+        )
+        assert all(y["prompts"]["p5"] == x["prompts"]["p5"] for x, y in zip(a, b))
 
 
 @pytest.mark.parametrize("name", sorted(FAKES))

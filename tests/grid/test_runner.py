@@ -8,6 +8,7 @@ import pytest
 
 from vlsm_lib import paths
 from vlsm_lib.cli import main
+from vlsm_lib.grid import rehearsal
 from vlsm_lib.grid.runner import expand, load_study, plan, run_local
 from vlsm_lib.models import list_models
 from vlsm_lib.results import parse_run_id, read_run, run_id
@@ -247,19 +248,19 @@ def test_dry_run_prints_counts(capsys):
     assert "paper/zero_shot: 166 runs" in out and "paper/finetune: 332 runs" in out
 
 
-REHEARSAL = {"size": "tiny", "weights": "", "max_epochs": 1, "min_epochs": 1}
+REHEARSAL = rehearsal.OVERRIDES
 
 
 def test_the_paper_suite_keeps_its_ids_needs_and_checkpoints_under_the_override_layer(tmp_path):
     files = sorted((paths.REPO_ROOT / "params" / "paper").glob("*.yaml"))
     paper = plan(files, outputs=tmp_path)
-    rehearsal = plan(files, outputs=tmp_path, suite="paper_rehearsal", overrides=REHEARSAL)
+    rehearsed = plan(files, outputs=tmp_path, suite="paper_rehearsal", overrides=REHEARSAL)
     ids = [[r.run_id for r in runs] for _, runs in paper]
-    assert [[r.run_id for r in runs] for _, runs in rehearsal] == ids  # same runs, same order
-    folders = {str(r.run_dir) for _, runs in rehearsal for r in runs}
+    assert [[r.run_id for r in runs] for _, runs in rehearsed] == ids  # same runs, same order
+    folders = {str(r.run_dir) for _, runs in rehearsed for r in runs}
     assert all(f.startswith(str(tmp_path / "paper_rehearsal")) for f in folders)
     references = 0
-    for _, runs in rehearsal:
+    for _, runs in rehearsed:
         for run in runs:
             for key in ("weights", "checkpoint"):
                 value = run.params.get(key)
@@ -272,10 +273,10 @@ def test_the_paper_suite_keeps_its_ids_needs_and_checkpoints_under_the_override_
             if "size" in run.params:
                 assert run.params["size"] == "tiny" and run.overrides["size"] == "tiny"
     linked = sum(
-        len(runs) for s, runs in rehearsal if s.name in ("domain_shift", "prompt_ablation")
+        len(runs) for s, runs in rehearsed if s.name in ("domain_shift", "prompt_ablation")
     )
     assert references == linked  # every checkpoint a domain-shift or ablation run starts from
-    assert rehearsal[-1][0].name == "statistics"  # needs respected: the statistics last
+    assert rehearsed[-1][0].name == "statistics"  # needs respected: the statistics last
 
 
 def test_an_override_no_planned_notebook_declares_is_refused(tmp_path, outputs):

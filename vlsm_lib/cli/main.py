@@ -1,4 +1,4 @@
-"""The ``vlsm`` command line: ``vlsm run | gather | report | data | weights | bench``."""
+"""The ``vlsm`` command line: ``vlsm run | gather | report | data | weights | bench | rehearse``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from vlsm_lib import paths
+from vlsm_lib.cli.execution import execute, print_plan
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -37,8 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run and args.estimate:
         return _print_estimate(args, planned)
     if args.dry_run:
-        return _print_plan(planned, args.show)
-    return _execute(args, planned)
+        return print_plan(planned, args.show)
+    return execute(args, planned)
 
 
 def _run_conflict(args: argparse.Namespace) -> str:
@@ -114,59 +115,6 @@ def _print_estimate(args: argparse.Namespace, planned) -> int:
         return 2
     print(text)
     return 0
-
-
-def _print_plan(planned, show: int) -> int:
-    per_study: dict[str, list] = {}
-    for study, runs in planned:
-        per_study.setdefault(f"{study.suite}/{study.name}", []).extend(runs)
-    for name, runs in per_study.items():
-        print(f"{name}: {len(runs)} runs")
-        for run in runs[:show]:
-            print(f"  {run.run_id}")
-    print(f"total: {sum(len(r) for r in per_study.values())} runs")
-    return 0
-
-
-def _execute(args: argparse.Namespace, planned) -> int:
-    """Execute the plan locally or on Dask; print the counts and the failed runs."""
-    from vlsm_lib.grid.progress import warn_if_disk_short
-    from vlsm_lib.grid.runner import run_local
-
-    warn_if_disk_short(planned, paths.outputs_root())  # a warning: the user decides
-    if args.executor in ("dask", "slurm"):
-        from vlsm_lib.grid.cluster import run_dask, slurm_cluster
-
-        cluster = None
-        if args.executor == "slurm":  # one sbatch job per worker (--workers)
-            cluster = slurm_cluster(
-                args.workers,
-                args.slurm_queue,
-                args.slurm_cores,
-                args.slurm_memory,
-                args.slurm_walltime,
-                args.slurm_gpus,
-                args.runs_per_gpu,
-            )
-        statuses = run_dask(
-            planned,
-            args.force,
-            args.scheduler,
-            args.workers,
-            args.runs_per_gpu,
-            args.gpus,
-            lean=not args.eager,
-            cluster=cluster,
-        )
-    else:
-        statuses = run_local(planned, args.force, lean=not args.eager)
-    counts = {s: list(statuses.values()).count(s) for s in sorted(set(statuses.values()))}
-    print("runs:", ", ".join(f"{n} {s}" for s, n in counts.items()) or "none")
-    failed = [r for r, s in statuses.items() if s == "failed"]
-    for rid in failed:
-        print(f"FAILED {rid}")
-    print(f"report: {paths.outputs_root() / 'index.html'}")
-    return 1 if failed else 0
 
 
 def _gather(args: argparse.Namespace) -> int:
@@ -321,10 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
     report.set_defaults(func=_report)
     from vlsm_lib.cli.data import add_data_parser
+    from vlsm_lib.cli.rehearse import add_rehearse_parser
     from vlsm_lib.cli.weights import add_weights_parser
 
     add_data_parser(verbs)
     add_weights_parser(verbs)
+    add_rehearse_parser(verbs)
     return parser
 
 
