@@ -59,6 +59,28 @@ def test_run_ids_parse_back():
         run_id("finetune", {"weights": "outputs/x"})
 
 
+def test_runs_that_differ_in_more_than_their_seed_cannot_share_a_configuration(tmp_path, outputs):
+    """Two grid entries whose runs differ only by the seed in their ids but by a fixed value
+    too would be averaged as the seeds of one configuration: refused, naming the key."""
+    nb = _notebook(tmp_path)
+    book = nbformat.read(nb, as_version=4)
+    book.cells[0].source += "\nseed = 0"
+    nbformat.write(book, nb)
+    text = f"""
+notebook: {nb}
+grid:
+  - {{x: [1], seed: [41, 42]}}
+  - {{x: [1], seed: [43], fixed: {{fail: true}}}}
+"""
+    with pytest.raises(ValueError, match=r"s__x-1__s41 and s__x-1__s43 differ in fail besides"):
+        expand(load_study(_params(tmp_path, "s", text)))
+    same = text.replace("fixed: {fail: true}", "fixed: {fail: false}")
+    study = load_study(
+        _params(tmp_path, "s", same.replace("notebook", "defaults: {fail: false}\nnotebook"))
+    )
+    assert [r.run_id for r in expand(study)] == ["s__x-1__s41", "s__x-1__s42", "s__x-1__s43"]
+
+
 def test_grids_expand_with_lists_fixed_values_and_placeholders(tmp_path, outputs):
     nb = _notebook(tmp_path)
     study = load_study(

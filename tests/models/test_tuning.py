@@ -12,7 +12,7 @@ from vlsm_lib.models import create_model, load_checkpoint
 from vlsm_lib.models.weights import read_checkpoint, save_checkpoint
 
 VLSMS = ["clipseg", "biomedclipseg", "cris"]
-TUNING = ["lora", "adapter", "text_prompt", "visual_prompt"]
+TUNING = ["lora", "adapter", "shallow_adapter", "text_prompt", "visual_prompt"]
 PROMPTS = ["one small pink round polyp, located in top left of the image", "polyp"]
 
 
@@ -42,13 +42,15 @@ def bases(tmp_path_factory):
 def test_every_vlsm_offers_the_policies_cnns_do_not():
     for name in ["clipseg", "biomedclipseg", "biomedclipseg_d"]:
         assert set(TUNING) <= set(create_model(name, size="tiny").train_policies)
-    with pytest.raises(ValueError, match="valid: all, decoder, lora, adapter, text_prompt"):
+    with pytest.raises(
+        ValueError, match="valid: all, decoder, lora, adapter, shallow_adapter, text_prompt"
+    ):
         create_model("cris", size="tiny", train="visual_prompt")
     with pytest.raises(ValueError, match="unknown train policy 'lora'"):
         create_model("unet", size="tiny", train="lora")
 
 
-@pytest.mark.parametrize("name, policy", [c for c in _cases() if c[1] in ("lora", "adapter")])
+@pytest.mark.parametrize("name, policy", [c for c in _cases() if "prompt" not in c[1]])
 def test_lora_and_adapters_start_as_the_frozen_model(bases, name, policy):
     """LoRA's B and the adapters' up-projections start at zero: the tuned model's first output
     is the output of the weights it starts from."""
@@ -61,6 +63,50 @@ def test_lora_and_adapters_start_as_the_frozen_model(bases, name, policy):
     assert added and added == tuned.trainable_parameter_names() - base.trainable_parameter_names()
     marker = "lora_" if policy == "lora" else ".adapter."
     assert all(marker in n for n in added)
+
+
+def _adapter_count(width: int, bottleneck: int) -> int:
+    return 2 * width * bottleneck + width + bottleneck  # down and up, with their biases
+
+
+@pytest.mark.parametrize("name", VLSMS)
+def test_shallow_adapters_sit_on_the_states_the_decoder_reads_and_leave_the_text_frozen(name):
+    """One adapter (512 wide by default) on each extracted ViT block / CRIS visual map; the
+    text tower stays cacheable, the vision tower does not; the decoder's inputs change once
+    the adapters move, the text embedding does not."""
+    torch.manual_seed(0)
+    model = create_model(name, size="tiny", train="shallow_adapter").eval()
+    tapped = model.tuning_sites().tapped
+    added = model.tuned[1]
+    assert {n.rsplit(".adapter.", 1)[0] for n in added} == {m for m, _, _ in tapped}
+    assert len(tapped) == 3 and model.describe()["tuning"] == {"adapter_dim": 512}
+    count = sum(model.get_parameter(n).numel() for n in added)  # a 1x1 conv counts as a linear
+    assert count == sum(_adapter_count(w, 512) for _, w, _ in tapped)
+    assert model.cacheable_parts() == {"text"}
+    x, ids, mask = _inputs(model)
+    with torch.no_grad():
+        before = model.encode_image(x), model.encode_text(ids, mask)
+        for n in added:
+            model.get_parameter(n).add_(0.05)
+        after = model.encode_image(x), model.encode_text(ids, mask)
+    assert all(not torch.allclose(a, b) for a, b in zip(before[0], after[0]))
+    torch.testing.assert_close(before[1], after[1])
+
+
+@pytest.mark.slow
+def test_paper_clipseg_adapter_counts_beside_vlsm_adapters():
+    """Paper-size CLIPSeg: the shallow adapters have VLSM-Adapter's shallow-V count
+    (3 x 768 -> 512 -> 768 = 2,363,136); the dense ones adapt the 10 vision blocks up to the
+    deepest read (block 9) and all 12 text blocks, 64 wide (VLSM-Adapter's dense VL: blocks
+    up to 9 of both towers, 2,974,464)."""
+    counts = {}
+    for policy in ("shallow_adapter", "adapter"):
+        model = create_model("clipseg", size="paper", train=policy)
+        counts[policy] = sum(model.get_parameter(n).numel() for n in model.tuned[1])
+        del model
+    assert counts["shallow_adapter"] == 3 * _adapter_count(768, 512) == 2_363_136
+    dense = 10 * 2 * _adapter_count(768, 64) + 12 * 2 * _adapter_count(512, 64)
+    assert counts["adapter"] == dense == 3_569_408
 
 
 @pytest.mark.parametrize("name", VLSMS)

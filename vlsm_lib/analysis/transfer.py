@@ -41,7 +41,16 @@ from vlsm_lib.results import TRAINS, complete_runs, kind_of, read_run
 ZERO_SHOT = "zero-shot"
 # what a finetune-study run shares with the transfer-mode runs it stands beside
 SAME_RUN = ("model", "dataset", "prompt", "size", "weights", "train_fraction", "test_set")
-POLICIES = (ZERO_SHOT, "decoder", "text_prompt", "visual_prompt", "lora", "adapter", "all")
+POLICIES = (
+    ZERO_SHOT,
+    "decoder",
+    "text_prompt",
+    "visual_prompt",
+    "lora",
+    "shallow_adapter",
+    "adapter",
+    "all",
+)
 
 
 def run_facts(folder: str | Path) -> pd.DataFrame:

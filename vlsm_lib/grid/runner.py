@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ import yaml
 
 from vlsm_lib import paths
 from vlsm_lib.grid.execute import Reports, declared_parameters, execute
-from vlsm_lib.results import KINDS, is_complete, run_id, unfinished
+from vlsm_lib.results import KINDS, SEED_TOKEN, is_complete, run_id, unfinished
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "kind", "needs", "defaults", "grid", "description", "priority"}
@@ -146,13 +147,14 @@ def expand(
     # values under a grid's "fixed:" apply to its points without naming them.
     varying = list(dict.fromkeys(k for g in study.grids for k in g if k != "fixed"))
     suite_dir = outputs / study.suite
-    runs, seen = [], {}
+    runs, seen, configs = [], {}, {}
     for point in points:
         params = {**study.defaults, **point}
         rid = run_id(study.name, {k: params[k] for k in varying if k in params})
         if rid in seen:
             raise ValueError(f"{study.source}: two grid points give run id {rid}")
         seen[rid] = point
+        _same_config(study, rid, params, configs)
         params, changed = override(params, overrides or {}, study)
         run_dir = suite_dir / study.name / rid
         context = {**params, "suite_dir": suite_dir, "data_root": data_root}
@@ -169,6 +171,22 @@ def expand(
 
 
 SUITE_REFERENCE = "{suite_dir}"
+
+
+def _same_config(study: Study, rid: str, params: dict, configs: dict) -> None:
+    """Refuse two runs whose ids differ in the seed alone but whose other parameters differ
+    too: the statistics take such runs for the seeds of one configuration and would average
+    two recipes (``stats.with_config``). ``configs``: config id -> (run id, params) so far."""
+    config = re.sub(rf"__({SEED_TOKEN})(?=__|$)", "", rid)
+    unseeded = {k: v for k, v in params.items() if k != "seed"}
+    first = configs.setdefault(config, (rid, unseeded))
+    differ = sorted(k for k in set(unseeded) | set(first[1]) if unseeded.get(k) != first[1].get(k))
+    if differ:
+        raise ValueError(
+            f"{study.source}: runs {first[0]} and {rid} differ in {', '.join(differ)} besides "
+            "their seed, yet their ids name the same configuration; put the differing keys on a "
+            "grid axis (their values then name the runs) or in a study of their own"
+        )
 
 
 def override(params: dict, overrides: dict, study: Study) -> tuple[dict, dict]:

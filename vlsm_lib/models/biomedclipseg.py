@@ -168,7 +168,8 @@ class BiomedCLIPSeg(TwoTowerSeg):
             for b in text
             for m in ("attention.output.dense", "output.dense")
         ]
-        return Sites(attention, adapters, ("towers.text", tw), ("towers.visual.trunk", vw))
+        tapped = [(f"{trunk}blocks.{i}", vw, "token") for i in self.extract_blocks]
+        return Sites(attention, adapters, tapped, ("towers.text", tw), ("towers.visual.trunk", vw))
 
     def feature_config(self) -> dict:
         return {"extract": list(self.extract_blocks)}

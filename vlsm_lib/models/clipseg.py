@@ -140,6 +140,10 @@ class CLIPSeg(TwoTowerSeg):
                 for b in blocks
                 for m in ("self_attn.out_proj", "mlp.fc2")
             ],
+            tapped=[
+                (f"{clip}vision_model.encoder.layers.{i}", width[vision[0]], "token")
+                for i in self.extract_layers
+            ],
             text_host=(f"{clip}text_model", self.net.config.text_config.hidden_size),
             vision_host=(f"{clip}vision_model", self.net.config.vision_config.hidden_size),
         )

@@ -133,7 +133,7 @@ class CRIS(SegModel):
     train_policies = {
         "all": ("",),
         "decoder": _head,
-        **dict.fromkeys(("lora", "adapter", "text_prompt"), _head),
+        **dict.fromkeys(("lora", "adapter", "shallow_adapter", "text_prompt"), _head),
     }
     default_policy = "all"  # the reference fine-tuned everything
     encoder_prefixes = ("backbone.",)  # frozen under "decoder": outputs can be cached
@@ -186,12 +186,13 @@ class CRIS(SegModel):
         last = [
             len(stage) - 1 for stage in (self.backbone.visual.layer2, self.backbone.visual.layer3)
         ]
-        adapters += [
+        maps = [  # what the decoder reads: v3, v4, v5
             (f"backbone.visual.layer2.{last[0]}", cfg.fpn_in[0], "map"),
             (f"backbone.visual.layer3.{last[1]}", cfg.fpn_in[1], "map"),
             ("backbone.visual.attnpool", cfg.embed_dim, "map"),
         ]
-        return Sites(attention, adapters, ("backbone.transformer", cfg.text_width), None)
+        text = ("backbone.transformer", cfg.text_width)
+        return Sites(attention, adapters + maps, maps, text, None)
 
     def feature_config(self) -> dict:
         return {"mask_padding": bool(self.mask_padding)}

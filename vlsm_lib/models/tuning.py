@@ -1,22 +1,27 @@
 """Parameter-efficient train policies of the VLSMs: ``lora``, ``adapter``, ``text_prompt``,
 ``visual_prompt``. Each adds a few parameters to the frozen towers; the decoder trains too.
 
-==============  =================================================================================
-policy          what trains (besides the decoder)
-==============  =================================================================================
-lora            low-rank updates (the ``peft`` library) of the attention projections of both
-                towers; ``lora_rank`` (8), ``lora_alpha`` (16), ``lora_targets`` ("q,v": any of
-                q, k, v, o; a fused qkv projection takes LoRA when any of q, k, v is named)
-adapter         bottleneck adapters (down, GELU, up; residual; up zero-initialised) on the output
-                of every attention and MLP sub-block of both towers, VLSM-Adapter style, and on
-                CRIS's ResNet stage outputs (1x1 convolutions); ``adapter_dim`` (64)
-text_prompt     ``prompt_tokens`` (8) learnable context vectors after the start token of every
-                prompt (CoOp); the text keeps its length, so the last words of a prompt longer
-                than the context minus the tokens are cut
-visual_prompt   ``prompt_tokens`` (8) learnable tokens after the ViT's class token (VPT-shallow),
-                dropped again before the decoder reads the blocks; ViT models only (CRIS's
-                ResNet has no token sequence)
-==============  =================================================================================
+===============  ================================================================================
+policy           what trains (besides the decoder)
+===============  ================================================================================
+lora             low-rank updates (the ``peft`` library) of the attention projections of both
+                 towers; ``lora_rank`` (8), ``lora_alpha`` (16), ``lora_targets`` ("q,v": any of
+                 q, k, v, o; a fused qkv projection takes LoRA when any of q, k, v is named)
+adapter          dense bottleneck adapters (down, GELU, up; residual; up zero-initialised) on the
+                 output of every attention and MLP sub-block of both towers, before the block's
+                 residual sum (VLSM-Adapter's dense placement), and on CRIS's ResNet stage
+                 outputs (1x1 convolutions); ``adapter_dim`` (64, VLSM-Adapter's dense width)
+shallow_adapter  one such adapter on each hidden state the decoder reads: the output of each
+                 extracted ViT block (VLSM-Adapter's shallow vision placement; the adapted state
+                 also feeds the next block), CRIS's three visual maps; the text tower stays
+                 frozen; ``adapter_dim`` (512, VLSM-Adapter's shallow width)
+text_prompt      ``prompt_tokens`` (8) learnable context vectors after the start token of every
+                 prompt (CoOp); the text keeps its length, so the last words of a prompt longer
+                 than the context minus the tokens are cut
+visual_prompt    ``prompt_tokens`` (8) learnable tokens after the ViT's class token (VPT-shallow),
+                 dropped again before the decoder reads the blocks; ViT models only (CRIS's
+                 ResNet has no token sequence)
+===============  ================================================================================
 
 Every addition starts as the identity (LoRA's B and the adapters' up-projections are zero) except
 the prompts, which are new tokens by design. Only blocks that influence the mask get additions
@@ -36,13 +41,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-POLICIES = ("lora", "adapter", "text_prompt", "visual_prompt")
+POLICIES = ("lora", "adapter", "shallow_adapter", "text_prompt", "visual_prompt")
+ADAPTERS = {"adapter": 64, "shallow_adapter": 512}  # policy -> default adapter_dim
 # option -> (the policies it applies to, default)
 OPTIONS: dict[str, tuple[tuple[str, ...], object]] = {
     "lora_rank": (("lora",), 8),
     "lora_alpha": (("lora",), 16),
     "lora_targets": (("lora",), "q,v"),
-    "adapter_dim": (("adapter",), 64),
+    "adapter_dim": (tuple(ADAPTERS), None),  # None: the policy's ADAPTERS width
     "prompt_tokens": (("text_prompt", "visual_prompt"), 8),
 }
 ROLES = ("q", "k", "v", "o")
@@ -55,12 +61,14 @@ class Sites:
     attention: role ("q", "k", "v", "o") -> modules (a fused qkv module may appear under q, k, v)
     adapters: (module, width, kind): an adapter on the module's output; kind "token" (width is
         the last dimension; a tuple output adapts its first element) or "map" (channel dim 1)
+    tapped: the same, for the modules whose outputs the decoder reads (``shallow_adapter``)
     text_host / vision_host: module that holds the prompt parameter and its width; the family's
         ``encode_text`` / ``encode_image`` read ``prompt_context`` / ``prompt_tokens`` from it
     """
 
     attention: dict[str, list[str]] = field(default_factory=dict)
     adapters: list[tuple[str, int, str]] = field(default_factory=list)
+    tapped: list[tuple[str, int, str]] = field(default_factory=list)
     text_host: tuple[str, int] | None = None
     vision_host: tuple[str, int] | None = None
 
@@ -76,6 +84,8 @@ def policy_options(policy: str, options: dict) -> dict:
             f"it takes: {', '.join(mine) or 'none'}"
         )
     values = {**mine, **options}
+    if policy in ADAPTERS and values.get("adapter_dim") is None:
+        values["adapter_dim"] = ADAPTERS[policy]
     for key in ("lora_rank", "adapter_dim", "prompt_tokens"):
         if key in values and (not isinstance(values[key], int) or values[key] < 1):
             raise ValueError(f"{key} must be a positive integer, got {values[key]!r}")
@@ -95,8 +105,8 @@ def apply(model: nn.Module, policy: str, options: dict) -> set[str]:
     sites: Sites = model.tuning_sites()
     if policy == "lora":
         _add_lora(model, sites, options)
-    elif policy == "adapter":
-        for name, width, kind in sites.adapters:
+    elif policy in ADAPTERS:
+        for name, width, kind in sites.adapters if policy == "adapter" else sites.tapped:
             host = model.get_submodule(name)
             if isinstance(host, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
                 # a container's children are its layers: an adapter added there would run
