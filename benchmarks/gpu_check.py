@@ -16,7 +16,10 @@ Steps (each a ``vlsm`` command; its output kept in ``OUT/<step>.log``):
 4. A 2-epoch paper-size finetune of CLIPSeg and of CRIS (random weights, as their architecture
    and memory are what is checked) on MedShapes' synth_polyp at the paper's resolution, through
    ``vlsm run --executor dask --runs-per-gpu 2`` (``outputs/``).
-5. ``vlsm run params/paper --dry-run --estimate`` from the measured bench file: the paper grid's
+5. The rehearsal's slice on the GPU (``vlsm rehearse --slice --executor dask --runs-per-gpu
+   2``): every notebook kind of the paper suite on fakes of its 11 datasets, the statistics
+   run, and one paper-size finetune of each VLSM (``rehearsal.log``, ``outputs/``).
+6. ``vlsm run params/paper --dry-run --estimate`` from the measured bench file: the paper grid's
    hours on this card, serial and packed (``estimate.log``).
 
 Needs about 8 minutes on one H100. Nothing is downloaded: random weights, MedShapes.
@@ -82,6 +85,20 @@ def steps(out: Path) -> list[tuple[str, list[str]]]:
             ],
         ),  # fmt: skip
         ("finetune", [*VLSM, "run", str(params), "--executor", "dask", "--runs-per-gpu", "2"]),
+        (
+            "rehearsal",
+            [
+                *VLSM,
+                "rehearse",
+                "--slice",
+                "--data",
+                str(out / "rehearsal_data"),
+                "--executor",
+                "dask",
+                "--runs-per-gpu",
+                "2",
+            ],
+        ),  # fmt: skip
         (
             "estimate",
             [

@@ -128,7 +128,15 @@ def test_the_gpu_check_says_what_it_would_measure_without_a_gpu(tmp_path):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     text = out.stdout
-    for step in ("bench_b8:", "medshapes:", "finetune:", "estimate:", "largest batch:"):
+    for step in (
+        "bench_b8:",
+        "medshapes:",
+        "finetune:",
+        "rehearsal:",
+        "estimate:",
+        "largest batch:",
+    ):
         assert step in text
     assert "--device cuda --batch 8" in text and "--runs-per-gpu 2" in text
+    assert "rehearse --slice --data" in text
     assert not (tmp_path / "gpu").exists()  # a dry run writes nothing

@@ -41,6 +41,23 @@ def test_the_slice_covers_every_study_value_and_the_checkpoints_its_runs_start_f
     assert n < sum(len(r) for _, r in paper) / 5  # a slice, not the grid
 
 
+def test_the_rehearsal_lists_its_runs_without_preparing_data(outputs, tmp_path, capsys):
+    data = tmp_path / "data"
+    args = ["rehearse", "--slice", "--data", str(data), "--dry-run", "--show", "0"]
+    assert main([*args, "--executor", "dask", "--runs-per-gpu", "2"]) == 0
+    out = capsys.readouterr().out
+    sliced = sum(
+        len(r)
+        for _, r in rehearsal.slice_plan(
+            plan(rehearsal.paper_params(), suite=rehearsal.SUITE, overrides=rehearsal.OVERRIDES)
+        )
+    )
+    assert f"total: {sliced} runs" in out and "total: 4 runs" in out  # the paper-size finetunes
+    assert not data.exists()
+    assert main(["rehearse", "--dry-run", "--no-paper-size", "--data", str(data)]) == 0
+    assert "total: 1071 runs" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 def test_the_rehearsal_slice_runs_end_to_end_into_table_2_beside_the_paper(outputs, tmp_path):
     """`vlsm rehearse --slice`: the fakes prepared, every notebook kind, all 11 datasets, the

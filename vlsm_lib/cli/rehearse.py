@@ -54,6 +54,12 @@ def add_rehearse_parser(verbs) -> None:
     )
     rehearse.add_argument("--executor", choices=["local", "dask"], default="dask")
     rehearse.add_argument("--workers", type=int, default=2, help="Dask workers (default 2)")
+    rehearse.add_argument(
+        "--runs-per-gpu",
+        type=int,
+        metavar="N",
+        help="dask: one worker per GPU, at most N runs sharing it (instead of --workers)",
+    )
     rehearse.add_argument("--dry-run", action="store_true", help="list the runs, execute nothing")
     rehearse.add_argument("--show", type=int, default=3, help="run ids shown per study (dry run)")
     rehearse.add_argument("--force", action="store_true", help="re-run complete runs too")
