@@ -16,6 +16,20 @@ imports only from the ones above it):
 
 ``results`` (run ids, save, gather), ``locks`` (who owns a run folder), ``lifetime`` (pids and
 watchers), ``files`` and ``paths`` sit above the stages: every stage may use them.
+
+``vlsm_lib.load_model(path_or_name)`` gives a model that predicts a mask from an image and a
+sentence (``engine.predict``).
 """
 
 __version__ = "0.1.0"
+__all__ = ["load_model"]
+
+
+def __getattr__(name: str):
+    """``vlsm_lib.load_model`` (``engine.predict``), imported on first use: ``import vlsm_lib``
+    stays light."""
+    if name == "load_model":
+        from vlsm_lib.engine.predict import load_model
+
+        return load_model
+    raise AttributeError(f"module 'vlsm_lib' has no attribute {name!r}")

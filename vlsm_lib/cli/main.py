@@ -1,4 +1,5 @@
-"""The ``vlsm`` command line: ``vlsm run | gather | report | data | weights | bench | rehearse``."""
+"""The ``vlsm`` command line: ``vlsm run | gather | report | data | weights | bench | rehearse |
+predict``."""
 
 from __future__ import annotations
 
@@ -269,12 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("outputs", nargs="?", help="outputs folder (default: outputs/)")
     report.set_defaults(func=_report)
     from vlsm_lib.cli.data import add_data_parser
+    from vlsm_lib.cli.predict import add_predict_parser
     from vlsm_lib.cli.rehearse import add_rehearse_parser
     from vlsm_lib.cli.weights import add_weights_parser
 
     add_data_parser(verbs)
     add_weights_parser(verbs)
     add_rehearse_parser(verbs)
+    add_predict_parser(verbs)
     return parser
 
 

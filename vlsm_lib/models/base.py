@@ -39,8 +39,9 @@ class SegModel(nn.Module):
     Subclasses set ``train_policies``: policy name -> parameter-name prefixes that train under
     it ("" = everything). ``set_train_policy`` makes exactly those parameters require grad, and
     subclasses run frozen towers without building a graph. The parameter-efficient policies of
-    ``tuning.POLICIES`` (``lora``, ``adapter``, ``text_prompt``, ``visual_prompt``) also train
-    the parameters they add (the family says where with ``tuning_sites()``).
+    ``tuning.POLICIES`` (``lora``, ``adapter``, ``shallow_adapter``, ``text_prompt``,
+    ``visual_prompt``) also train the parameters they add (the family says where with
+    ``tuning_sites()``).
     """
 
     name: str = ""
