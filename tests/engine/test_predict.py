@@ -43,6 +43,7 @@ def _test_files(root: Path, model, prompt="p6"):
     return ds, [ds.paths(i) for i in range(len(ds))], [ds.prompt_text(i) for i in range(len(ds))]
 
 
+@pytest.mark.slow  # trains a tiny CRIS first
 def test_predict_writes_masks_whose_dice_is_the_finetune_runs_own(trained, tmp_path, capsys):
     """The finetune notebook scores a test image with engine.evaluate; `vlsm predict` on the
     same checkpoint, images and prompts writes masks with the same per-image Dice."""
@@ -74,6 +75,7 @@ def test_predict_writes_masks_whose_dice_is_the_finetune_runs_own(trained, tmp_p
     assert not list(tmp_path.glob(".*partial"))
 
 
+@pytest.mark.slow  # trains a tiny CRIS first
 def test_the_python_api_in_three_lines_matches_the_command(trained, tmp_path):
     run, root = trained
     model = vlsm_lib.load_model(run, device="cpu")
@@ -103,6 +105,7 @@ def test_load_model_by_name_and_its_errors(tmp_path):
         as_image(np.zeros((4, 4, 2), np.uint8))
 
 
+@pytest.mark.slow  # trains a tiny CRIS first
 def test_bad_inputs_are_named_and_lose_nothing(trained, tmp_path, capsys):
     run, root = trained
     images = tmp_path / "images"
@@ -144,6 +147,7 @@ def test_bad_inputs_are_named_and_lose_nothing(trained, tmp_path, capsys):
     assert "no such image, folder or glob" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains a tiny CRIS first
 def test_an_interrupted_call_leaves_only_a_partial_folder(trained, tmp_path, monkeypatch):
     """A crash mid-way leaves `.out.partial`, never `out`; the next call replaces it."""
     from vlsm_lib.engine import predict_files as pf
@@ -177,6 +181,7 @@ def _readme_block(language: str, after: str) -> str:
     return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow  # trains a tiny CRIS first
 def test_the_readme_examples_run(trained, tmp_path, monkeypatch, capsys):
     """README's "Your images, your words": the command and the Python lines, executed as
     written, in a folder laid out as `make study` leaves it (a finetuned CRIS, MedShapes)."""
