@@ -2,10 +2,11 @@
 
 A prompt-ablation run scores one model on the same test images under several prompt conditions
 (column ``sweep``: ``perturbation`` rows carry ``attribute`` and ``mode``, ``use`` rows carry
-``condition``). Each effect pairs a condition with the baseline condition of the same
-configuration on the same images (``stats.per_image``: seeds averaged per image first), with a
-bootstrap CI that resamples clusters, the Wilcoxon signed-rank p-value, the matched-pairs
-rank-biserial effect size and Holm's correction over the rows of one table (``stats``).
+``condition``, ``wording`` rows ``variant``). Each effect pairs a condition with the baseline
+condition of the same configuration on the same images (``stats.per_image``: seeds averaged
+per image first), with a bootstrap CI that resamples clusters, the Wilcoxon signed-rank
+p-value, the matched-pairs rank-biserial effect size and Holm's correction over the rows of one
+table (``stats``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,16 @@ def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=N
         True,
         alpha,
         margin,
+    )
+
+
+def wording_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None):
+    """Robustness of wording: per variant of a ``wording_sweep`` table (synonyms, word order,
+    typos, ...), the change of ``metric`` against the prompt as written, over the images whose
+    prompt the variant changed (``sweep_effect``). Near zero: the model reads past the way the
+    words are written (or does not read them: compare the prompt-use index)."""
+    return sweep_effect(
+        table, "wording", ["variant"], {"variant": "original"}, metric, True, alpha, margin
     )
 
 

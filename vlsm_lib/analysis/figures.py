@@ -134,6 +134,16 @@ def perturbation(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     )
 
 
+def wording(effect: pd.DataFrame, metric: str = "dice") -> plt.Figure:
+    """Change of ``metric`` per rewording of the prompt with its 95 % CI, one panel per
+    configuration and test set (``tables.readable`` of ``effects.wording_effect``)."""
+    if effect.empty:
+        return _note("no wording sweep in these runs")
+    return _effect_panels(
+        effect, ["variant"], "delta", f"change of {metric} (reworded - as written)"
+    )
+
+
 def prompt_use(index: pd.DataFrame, metric: str = "dice") -> plt.Figure:
     """The prompt-use index against each control with its 95 % CI, one panel per
     configuration and test set (``tables.readable`` of ``effects.prompt_use_index``)."""

@@ -62,6 +62,13 @@ DESCRIBE = {
         ),
         "delta",
     ),
+    "wording": (
+        lambda r: (
+            f"{_text(r, 'setting', 'model')}: its prompt reworded ({_text(r, 'variant')}) "
+            "vs as written"
+        ),
+        "delta",
+    ),
     "prompt-use index": (
         lambda r: (
             f"{_text(r, 'setting', 'model')}: its prompt vs the {_text(r, 'control')} control"

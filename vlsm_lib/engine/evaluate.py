@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
-from vlsm_lib.data import perturb
+from vlsm_lib.data import perturb, wording
 from vlsm_lib.data.dataset import load_dataset
 from vlsm_lib.data.io import read_image, read_mask
 from vlsm_lib.data.transforms import to_device
@@ -175,6 +175,43 @@ def perturbation_sweep(
         table.insert(0, "test_set", dataset)
         table.insert(0, "mode", mode)
         table.insert(0, "attribute", attribute)
+        table["original_prompt"] = original
+        table["changed"] = table["prompt_text"] != table["original_prompt"]
+        rows.append(table)
+    return pd.concat(rows, ignore_index=True)
+
+
+def wording_level(by_level: pd.DataFrame, level: str = "best") -> str:
+    """The level the wording sweep starts from: ``level`` itself, or with "best" the level of
+    ``by_level`` (a ``prompt_sweep`` table) with the highest mean Dice among those whose text
+    is not empty (ties: the higher level, which has more words to vary). One level for every
+    image: a per-image best would be the maximum of ten texts, and any rewording would look
+    worse against it for that reason alone."""
+    if level != "best":
+        return level
+    spoken = by_level[by_level["prompt_text"].astype(str).str.strip() != ""]
+    if spoken.empty:
+        raise ValueError("every prompt level is empty: there are no words to vary")
+    means = spoken.groupby("prompt_key", sort=False)["dice"].mean()
+    order = {k: i for i, k in enumerate(by_level["prompt_key"].drop_duplicates())}
+    return max(means.index, key=lambda k: (round(float(means[k]), 12), order[k]))
+
+
+def wording_sweep(model, data_root, dataset, level, seed, split="test", kinds="all", surface=False):
+    """Per-image scores with the prompt of ``level`` as written (variant "original") and
+    rewritten as a person might (``wording.KINDS``, seeded per image); ``changed`` says if the
+    text changed, ``original_prompt`` holds the level's text."""
+    kinds = wording.KINDS if kinds == "all" else comma_list(kinds)
+    ds = load_dataset(data_root, dataset, split, model.preprocess, level, seed)
+    original = [ds.prompt_text(i) for i in range(len(ds))]
+    forward = forward_for(model, len(ds))[0]
+    rows = []
+    for kind in ["original", *kinds]:
+        ds.prompt_transform = wording.transform(kind) if kind != "original" else None
+        table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
+        table.insert(0, "test_set", dataset)
+        table.insert(0, "variant", kind)
+        table["base_level"] = level
         table["original_prompt"] = original
         table["changed"] = table["prompt_text"] != table["original_prompt"]
         rows.append(table)

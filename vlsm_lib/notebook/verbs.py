@@ -187,25 +187,27 @@ def fit_summary(per_image: pd.DataFrame, result, model=None, train_set=None) -> 
     }
 
 
-def ablation_table(by_level, perturbed, use, weights_setting: str) -> pd.DataFrame:
-    """The prompt-level, perturbation and prompt-use sweeps in one per-image table (column
-    ``sweep``: level, perturbation, use), each row marked with the weights' ``setting``."""
-    table = pd.concat(
-        [
-            by_level.assign(sweep="level"),
-            perturbed.assign(sweep="perturbation"),
-            use.assign(sweep="use"),
-        ],
-        ignore_index=True,
-    )
+def ablation_table(by_level, perturbed, use, weights_setting: str, worded=None) -> pd.DataFrame:
+    """The prompt-level, perturbation, prompt-use and wording sweeps in one per-image table
+    (column ``sweep``: level, perturbation, use, wording), each row marked with the weights'
+    ``setting``."""
+    parts = [
+        by_level.assign(sweep="level"),
+        perturbed.assign(sweep="perturbation"),
+        use.assign(sweep="use"),
+    ]
+    if worded is not None:
+        parts.append(worded.assign(sweep="wording"))
+    table = pd.concat(parts, ignore_index=True)
     return table.assign(setting=weights_setting)
 
 
-def ablation_metrics(by_level, effect, use_index, prompt: str) -> dict:
+def ablation_metrics(by_level, effect, use_index, prompt: str, wording=None) -> dict:
     """The test means at ``prompt``, the mean Dice at every level (``dice_<level>``), the
     Dice change of each perturbation (``delta_<attribute>_<mode>``; ``effect`` comes from
-    ``effects.perturbation_effect``) and the prompt-use index against each control
-    (``use_index_<control>``, from ``effects.prompt_use_index``)."""
+    ``effects.perturbation_effect``), the prompt-use index against each control
+    (``use_index_<control>``, from ``effects.prompt_use_index``) and the change of each
+    rewording (``wording_<variant>``, from ``effects.wording_effect``)."""
     out = summarise(by_level[by_level.prompt_key == prompt])
     for level, dice in by_level.groupby("prompt_key")["dice"].mean().items():
         out[f"dice_{level}"] = dice
@@ -213,6 +215,8 @@ def ablation_metrics(by_level, effect, use_index, prompt: str) -> dict:
         out[f"delta_{row.attribute}_{row.mode}"] = row.delta
     for row in use_index.itertuples():
         out[f"use_index_{row.control}"] = row.use_index
+    for row in (wording if wording is not None else pd.DataFrame()).itertuples():
+        out[f"wording_{row.variant}"] = row.delta
     return out
 
 
@@ -244,6 +248,7 @@ STATISTICS_TABLES = {
     "prompt_levels": "levels",
     "perturbation": "perturbation",
     "prompt_use_index": "use_index",
+    "wording": "robustness",
     "domain_shift": "shift",
     "wilcoxon_models": "wilcoxon_models",
     "friedman": "friedman",
@@ -255,6 +260,7 @@ STATISTICS_FIGURES = {
     "prompt_levels": "levels_figure",
     "perturbation": "perturbation_figure",
     "prompt_use_index": "use_figure",
+    "wording": "wording_figure",
     "qualitative": "qualitative_figure",
     "cd_diagram": "cd_diagram",
     "transfer_modes": "trainable_figure",

@@ -72,6 +72,16 @@ SECTIONS = (
         ["prompt_use_index"],
     ),
     (
+        "Robustness of wording",
+        "Change of Dice when the prompt is written as a person might (synonyms and paraphrase, "
+        "word order, typos, abbreviations and case, attributes dropped, irrelevant clauses "
+        "added, no location, a contradicting attribute) instead of as the template wrote it, "
+        "over the images whose prompt changed. Read it beside the prompt-use index: a model "
+        "that does not read its text is robust to any wording.",
+        ["wording"],
+        ["wording"],
+    ),
+    (
         "Qualitative examples (the paper's Fig. 4)",
         "Test images drawn at random (seeded) with a non-empty truth: truth and predictions "
         "with the right, a perturbed and the empty prompt.",
