@@ -187,7 +187,7 @@ def test_the_paper_suite_estimate_needs_no_data(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.startswith("estimate for H from")
     serial = next(line for line in out.splitlines() if line.startswith("serial:"))
-    assert float(serial.split()[1]) > 0 and "GPU-hours for 1071 runs" in serial
+    assert float(serial.split()[1]) > 0 and "GPU-hours for 1093 runs" in serial
     assert "paper/finetune" in out and "packed: 1 run(s) per GPU" in out
 
 

@@ -55,7 +55,7 @@ def test_the_rehearsal_lists_its_runs_without_preparing_data(outputs, tmp_path, 
     assert f"total: {sliced} runs" in out and "total: 4 runs" in out  # the paper-size finetunes
     assert not data.exists()
     assert main(["rehearse", "--dry-run", "--no-paper-size", "--data", str(data)]) == 0
-    assert "total: 1071 runs" in capsys.readouterr().out
+    assert "total: 1093 runs" in capsys.readouterr().out
 
 
 @pytest.mark.slow
