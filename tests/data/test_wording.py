@@ -64,18 +64,19 @@ def test_the_reworded_level_is_the_best_non_empty_one_for_every_image():
         wording_level(table[table.prompt_key == "p0"])
 
 
-def _sweep(deltas: dict, n=24) -> pd.DataFrame:
-    rng = np.random.default_rng(0)
+def _sweep(deltas: dict, n=24, seed=42, base_level="p6") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
     base = rng.uniform(0.5, 0.9, n)
     rows = []
     for variant, delta in {"original": 0.0, **deltas}.items():
         for i in range(n):
             rows.append({
                 "study": "prompt_ablation", "model": "cris", "dataset": "d", "prompt": "p6",
-                "setting": "finetuned", "seed": 42, "run_id": "prompt_ablation__cris__d__p6__s42",
+                "setting": "finetuned", "seed": seed,
+                "run_id": f"prompt_ablation__cris__d__p6__s{seed}",
                 "sweep": "wording", "variant": variant, "test_set": "d", "image_id": f"i{i}",
                 "cluster": f"i{i}", "dice": base[i] + delta + rng.normal(0, 0.01),
-                "changed": variant != "original",
+                "changed": variant != "original", "base_level": base_level,
             })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -89,3 +90,14 @@ def test_the_wording_effect_pairs_each_rewording_with_the_prompt_as_written():
     assert by.loc["typos", "claim"].startswith("fixed models only")  # one seed: says so
     found = findings.findings(wording=effect)
     assert set(found.area) == {"wording"} and found.finding.str.contains("reworded").all()
+
+
+def test_seeds_that_reworded_different_levels_are_never_pooled():
+    """Each run rewords its own best level: two seeds that picked two levels give two rows of
+    one seed each, not one row of two seeds."""
+    two = pd.concat([_sweep({"typos": -0.2}, seed=42), _sweep({"typos": -0.2}, seed=43,
+                                                             base_level="p5")])  # fmt: skip
+    effect = wording_effect(two)
+    assert sorted(effect.base_level) == ["p5", "p6"] and set(effect.seeds) == {1}
+    same = pd.concat([_sweep({"typos": -0.2}, seed=42), _sweep({"typos": -0.2}, seed=43)])
+    assert wording_effect(same).seeds.tolist() == [2]

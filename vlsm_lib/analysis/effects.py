@@ -50,6 +50,7 @@ def sweep_effect(
     changed_only: bool = False,
     alpha: float = 0.05,
     margin: float | None = None,
+    within: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """Per configuration, test set and condition of one within-run ``sweep`` (rows with that
     ``sweep`` value; all rows when the table has no ``sweep`` column): the per-image change of
@@ -59,7 +60,8 @@ def sweep_effect(
     recipe-level CI and p over the same seeds (``stats.compare``); with ``margin``, each row's
     claim (``stats.claims``: a finetuned model's seeds are its replicates; a zero-shot model is
     one fixed model). ``changed_only``: only images whose prompt the condition changed (column
-    ``changed``)."""
+    ``changed``). ``within``: columns that split a configuration further (a wording sweep's
+    ``base_level``: seeds whose runs reworded different levels are never paired or pooled)."""
     if "sweep" in table:
         table = table[table["sweep"] == sweep]
     if table.empty:
@@ -68,7 +70,7 @@ def sweep_effect(
     if changed_only:
         table = changed_rows(table, baseline)
     images = per_image(table, metric)
-    cols = configuration(images) + ["test_set"]
+    cols = configuration(images) + ["test_set"] + [c for c in within if c in images]
     rows = []
     for key, group in images.groupby(cols, dropna=False, sort=False):
         ident = dict(zip(cols, key))
@@ -133,10 +135,19 @@ def perturbation_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=N
 def wording_effect(table: pd.DataFrame, metric="dice", alpha=0.05, margin=None):
     """Robustness of wording: per variant of a ``wording_sweep`` table (synonyms, word order,
     typos, ...), the change of ``metric`` against the prompt as written, over the images whose
-    prompt the variant changed (``sweep_effect``). Near zero: the model reads past the way the
-    words are written (or does not read them: compare the prompt-use index)."""
+    prompt the variant changed (``sweep_effect``), separately for each level reworded (a run
+    rewords its best level; two seeds may pick two). Near zero: the model reads past the way
+    the words are written (or does not read them: compare the prompt-use index)."""
     return sweep_effect(
-        table, "wording", ["variant"], {"variant": "original"}, metric, True, alpha, margin
+        table,
+        "wording",
+        ["variant"],
+        {"variant": "original"},
+        metric,
+        True,
+        alpha,
+        margin,
+        within=("base_level",),
     )
 
 

@@ -64,8 +64,8 @@ DESCRIBE = {
     ),
     "wording": (
         lambda r: (
-            f"{_text(r, 'setting', 'model')}: its prompt reworded ({_text(r, 'variant')}) "
-            "vs as written"
+            f"{_text(r, 'setting', 'model')}: its {_text(r, 'base_level')} prompt reworded "
+            f"({_text(r, 'variant')}) vs as written"
         ),
         "delta",
     ),

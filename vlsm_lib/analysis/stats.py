@@ -49,7 +49,8 @@ IDENTITY = (
 KEYS = ["test_set", "image_id"]
 # what a zero-shot baseline shares with the configuration it stands beside
 BASELINE_MATCH = ("model", "prompt", "size", "weights", "test_set")
-SWEEPS = ("sweep", "prompt_key", "attribute", "mode", "condition", "variant")  # inside one run
+# conditions inside one run (a wording sweep's base level can differ between seeds: kept apart)
+SWEEPS = ("sweep", "prompt_key", "attribute", "mode", "condition", "variant", "base_level")
 # A difference smaller than this (in Dice or IoU) is a tie: float rounding between two runs of
 # the same arithmetic, not an effect (a zero-shot CLIPSeg's controls differ by ~1e-6).
 TIE_TOLERANCE = 1e-4
