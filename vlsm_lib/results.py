@@ -46,6 +46,14 @@ KINDS = (
 )
 TRAINS = ("pretrain", "finetune", "transfer_modes", "reference_faults")  # kinds that train
 SEED_TOKEN, PROMPT_TOKEN = r"s\d+", r"p\d+|random"  # how run ids write seeds and prompts
+
+
+def token_part(token: str) -> str:
+    """The pattern of a run id's ``token`` (``SEED_TOKEN``, ``PROMPT_TOKEN``) with its "__":
+    a run id without its seed part names its configuration."""
+    return rf"__({token})(?=__|$)"
+
+
 _SAFE = re.compile(r"^[A-Za-z0-9_.+=-]+$")
 
 

@@ -8,34 +8,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 import vlsm_lib
 from vlsm_lib.cli import main
 from vlsm_lib.data.dataset import load_dataset
-from vlsm_lib.data.medshapes.synthetic import write_dataset
-from vlsm_lib.engine.config import TrainConfig
 from vlsm_lib.engine.evaluate import evaluate
 from vlsm_lib.engine.predict import as_image
-from vlsm_lib.engine.train import fit
 from vlsm_lib.models import create_model, load_checkpoint
 from vlsm_lib.models.weights import save_checkpoint
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny CRIS finetuned for two epochs on MedShapes polyps at p6 (its checkpoint folder),
-    and the data root."""
-    root = tmp_path_factory.mktemp("data")
-    write_dataset("synth_polyp", root, seed=7, size=96, counts={"train": 32, "val": 8, "test": 8})
-    torch.manual_seed(0)
-    model = create_model("cris", size="tiny", train="all")
-    sets = [load_dataset(root, "synth_polyp", s, model.preprocess, "p6") for s in ("train", "val")]
-    run = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(lr=1e-3, batch_size=8, max_epochs=2, min_epochs=2, progress=False)
-    fit(model, *sets, cfg, run)
-    return run, root
+def trained(tiny_cris):
+    """A tiny CRIS finetuned for two epochs on MedShapes polyps at p6 (conftest.tiny_cris)."""
+    return tiny_cris
 
 
 def _test_files(root: Path, model, prompt="p6"):

@@ -31,7 +31,7 @@ import pandas as pd
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from vlsm_lib.results import PROMPT_TOKEN, SEED_TOKEN
+from vlsm_lib.results import PROMPT_TOKEN, SEED_TOKEN, token_part
 
 IDENTITY = (
     "study",
@@ -85,7 +85,7 @@ def with_config(table: pd.DataFrame) -> pd.DataFrame:
 
 def _without_token(run_ids: pd.Series, token: str) -> pd.Series:
     """Run ids with the token matching ``token`` (a results.run_id token pattern) removed."""
-    return run_ids.str.replace(rf"__({token})(?=__|$)", "", regex=True)
+    return run_ids.str.replace(token_part(token), "", regex=True)
 
 
 def per_image(table: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:

@@ -6,8 +6,8 @@ truth is the original mask file, binarised at > 127. Metrics follow ``vlsm_lib.e
 empty-mask rule is documented there). Predicted masks can be written as lossless PNG 0/255.
 
 The sweeps run ``evaluate`` several times and stack the tables: over test sets
-(``evaluate_sets``), prompt levels (``prompt_sweep``) and perturbed prompt attributes
-(``perturbation_sweep``).
+(``evaluate_sets``), prompt levels (``prompt_sweep``), perturbed prompt attributes
+(``perturbation_sweep``) and rewordings (``wording_sweep``).
 """
 
 from __future__ import annotations
@@ -163,18 +163,31 @@ def perturbation_sweep(
 ):
     """Per-image scores with each attribute replaced by a wrong value and by a random word,
     plus the unperturbed prompt (attribute "none"); ``changed`` says if the text changed."""
-    rows = []
-    cases = [("none", "none")] + [(a, m) for a in comma_list(attributes) for m in perturb.MODES]
+    cases = [({"attribute": "none", "mode": "none"}, None)]
+    cases += [
+        ({"attribute": a, "mode": m}, perturb.transform(a, m))
+        for a in comma_list(attributes)
+        for m in perturb.MODES
+    ]
     # one dataset for every case: its images are decoded once, only the prompt transform changes
     ds = load_dataset(data_root, dataset, split, model.preprocess, prompt, seed)
+    return _transform_sweep(model, ds, dataset, cases, surface)
+
+
+def _transform_sweep(model, ds, test_set: str, cases: list, surface: bool) -> pd.DataFrame:
+    """``evaluate`` of ``ds`` once per case, (label columns, prompt transform or None), the
+    tables stacked: the case's labels and ``test_set`` first, the untransformed text in
+    ``original_prompt`` and whether the case changed it in ``changed``. The images are
+    encoded once for every case (``forward_for``)."""
     original = [ds.prompt_text(i) for i in range(len(ds))]
     forward = forward_for(model, len(ds))[0]
-    for attribute, mode in cases:
-        ds.prompt_transform = perturb.transform(attribute, mode) if attribute != "none" else None
+    rows = []
+    for labels, transform in cases:
+        ds.prompt_transform = transform
         table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
-        table.insert(0, "test_set", dataset)
-        table.insert(0, "mode", mode)
-        table.insert(0, "attribute", attribute)
+        table.insert(0, "test_set", test_set)
+        for k, (column, value) in enumerate(labels.items()):
+            table.insert(k, column, value)
         table["original_prompt"] = original
         table["changed"] = table["prompt_text"] != table["original_prompt"]
         rows.append(table)
@@ -202,20 +215,12 @@ def wording_sweep(model, data_root, dataset, level, seed, split="test", kinds="a
     rewritten as a person might (``wording.KINDS``, seeded per image); ``changed`` says if the
     text changed, ``original_prompt`` holds the level's text."""
     kinds = wording.KINDS if kinds == "all" else comma_list(kinds)
+    cases = [({"variant": "original"}, None)]
+    cases += [({"variant": kind}, wording.transform(kind)) for kind in kinds]
     ds = load_dataset(data_root, dataset, split, model.preprocess, level, seed)
-    original = [ds.prompt_text(i) for i in range(len(ds))]
-    forward = forward_for(model, len(ds))[0]
-    rows = []
-    for kind in ["original", *kinds]:
-        ds.prompt_transform = wording.transform(kind) if kind != "original" else None
-        table = evaluate(model, ds, surface=surface, progress=False, forward=forward)
-        table.insert(0, "test_set", dataset)
-        table.insert(0, "variant", kind)
-        table["base_level"] = level
-        table["original_prompt"] = original
-        table["changed"] = table["prompt_text"] != table["original_prompt"]
-        rows.append(table)
-    return pd.concat(rows, ignore_index=True)
+    table = _transform_sweep(model, ds, dataset, cases, surface)
+    table.insert(table.columns.get_loc("original_prompt"), "base_level", level)
+    return table
 
 
 USE_CONDITIONS = ("right", "empty", "shuffled", "other_class")

@@ -57,6 +57,24 @@ def as_image(image: ImageLike) -> Image.Image:
     raise TypeError(f"an image is a PIL image, a numpy array or a path; got {type(image)}")
 
 
+def overlay(
+    image: Image.Image, mask: np.ndarray, colour=(255, 0, 0), alpha: float = 0.4, outline=True
+) -> Image.Image:
+    """``image`` with ``mask`` tinted in ``colour`` (``alpha`` of it) and, with ``outline``,
+    the mask's border drawn in full ``colour``."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    tint = np.asarray(colour, dtype=np.float32)
+    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * tint
+    if outline:
+        inner = mask.copy()
+        inner[1:, :] &= mask[:-1, :]
+        inner[:-1, :] &= mask[1:, :]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        rgb[mask & ~inner] = tint
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
 class Predictor:
     """A model ready to predict (``load_model``); ``.model`` is the ``SegModel`` itself."""
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from vlsm_lib.data.io import DataError, read_image, read_mask
 from vlsm_lib.engine.metrics import image_metrics
-from vlsm_lib.engine.predict import Predictor
+from vlsm_lib.engine.predict import Predictor, overlay
 from vlsm_lib.results import now
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -136,20 +136,6 @@ def attach_truths(items: list[Item], masks: str) -> list[str]:
         if item.truth is None:
             missing.append(str(item.path))
     return missing
-
-
-def overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
-    """``image`` with ``mask`` tinted red at 40 % and its outline drawn in full red."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    red = np.array([255.0, 0.0, 0.0])
-    rgb[mask] = 0.6 * rgb[mask] + 0.4 * red
-    inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
-    rgb[mask & ~inner] = red
-    return Image.fromarray(rgb.astype(np.uint8))
 
 
 def _score(pred: np.ndarray, truth: Path | None) -> dict:

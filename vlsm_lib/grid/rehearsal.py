@@ -49,11 +49,11 @@ def slice_plan(planned: list) -> list:
             if not pairs <= seen or not seen:
                 keep.add(run.run_id)
                 seen |= pairs
-    by_dir = {str(r.run_dir): r.run_id for _, runs in planned for r in runs}
+    by_id = {r.run_id: r for _, runs in planned for r in runs}
+    by_dir = {str(r.run_dir): r.run_id for r in by_id.values()}
     todo = list(keep)
     while todo:  # the checkpoints the kept runs start from, and theirs
-        run = next(r for _, runs in planned for r in runs if r.run_id == todo[-1])
-        todo.pop()
+        run = by_id[todo.pop()]
         for value in run.params.values():
             source = by_dir.get(value) if isinstance(value, str) else None
             if source and source not in keep:
@@ -80,20 +80,10 @@ def prepare_data(data_root: Path) -> list[Path]:
 def plans(data_root: Path, sliced: bool = False, paper_size: bool = True) -> list[list]:
     """The plans of steps 2 and 3 (step 3 left out with ``paper_size`` False), for data under
     ``data_root``."""
-    import os
-
     from vlsm_lib.grid.runner import plan
 
-    old = os.environ.get("VLSM_DATA")
-    os.environ["VLSM_DATA"] = str(data_root)  # the runner injects it as each run's data_root
-    try:
-        paper = plan(paper_params(), suite=SUITE, overrides=OVERRIDES)
-        out = [slice_plan(paper) if sliced else paper]
-        if paper_size:
-            out.append(plan(paper_size_params(), suite=PAPER_SIZE_SUITE))
-    finally:
-        if old is None:
-            os.environ.pop("VLSM_DATA")
-        else:
-            os.environ["VLSM_DATA"] = old
+    paper = plan(paper_params(), suite=SUITE, overrides=OVERRIDES, data_root=data_root)
+    out = [slice_plan(paper) if sliced else paper]
+    if paper_size:
+        out.append(plan(paper_size_params(), suite=PAPER_SIZE_SUITE, data_root=data_root))
     return out

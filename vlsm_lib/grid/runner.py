@@ -34,7 +34,7 @@ import yaml
 
 from vlsm_lib import paths
 from vlsm_lib.grid.execute import Reports, declared_parameters, execute
-from vlsm_lib.results import KINDS, SEED_TOKEN, is_complete, run_id, unfinished
+from vlsm_lib.results import KINDS, SEED_TOKEN, is_complete, run_id, token_part, unfinished
 
 INJECTED = ("run_dir", "data_root")
 KEYS = {"notebook", "study", "kind", "needs", "defaults", "grid", "description", "priority"}
@@ -177,7 +177,7 @@ def _same_config(study: Study, rid: str, params: dict, configs: dict) -> None:
     """Refuse two runs whose ids differ in the seed alone but whose other parameters differ
     too: the statistics take such runs for the seeds of one configuration and would average
     two recipes (``stats.with_config``). ``configs``: config id -> (run id, params) so far."""
-    config = re.sub(rf"__({SEED_TOKEN})(?=__|$)", "", rid)
+    config = re.sub(token_part(SEED_TOKEN), "", rid)
     unseeded = {k: v for k, v in params.items() if k != "seed"}
     first = configs.setdefault(config, (rid, unseeded))
     differ = sorted(k for k in set(unseeded) | set(first[1]) if unseeded.get(k) != first[1].get(k))
@@ -281,18 +281,20 @@ def plan(
     failed: bool = False,
     suite: str | None = None,
     overrides: dict[str, Any] | None = None,
+    data_root: Path | None = None,
 ) -> list[tuple[Study, list[Run]]]:
     """Load, check, order and expand studies; ``only`` filters run ids (a glob), ``failed``
     keeps the runs to do again (``results.unfinished``). ``suite`` writes every study under
     ``outputs/<suite>``; ``overrides`` (``vlsm run --set key=value``) replace parameters of
-    every run whose notebook declares them (``override``), and are recorded in run.json."""
+    every run whose notebook declares them (``override``), and are recorded in run.json.
+    ``data_root``: the data root injected into the runs (default ``$VLSM_DATA``)."""
     studies = [load_study(p, suite) for p in param_files]
     for s in studies:
         check_parameters(s)
     check_overrides(studies, overrides or {})
     out = []
     for s in order_studies(studies, outputs):
-        runs = expand(s, outputs, overrides=overrides)
+        runs = expand(s, outputs, data_root, overrides=overrides)
         if only:
             runs = [r for r in runs if fnmatch.fnmatch(r.run_id, only)]
         if failed:

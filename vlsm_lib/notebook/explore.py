@@ -26,7 +26,7 @@ from vlsm_lib import paths
 from vlsm_lib.data.dataset import ImageTextMaskDataset
 from vlsm_lib.data.io import read_image, read_mask
 from vlsm_lib.engine.metrics import image_metrics
-from vlsm_lib.engine.predict import Predictor, load_model
+from vlsm_lib.engine.predict import Predictor, load_model, overlay
 from vlsm_lib.models.weights import CONFIG, WEIGHTS
 from vlsm_lib.results import is_complete
 
@@ -47,11 +47,11 @@ def datasets(data_root: str | Path) -> list[str]:
     return sorted(p.parent.name for p in Path(data_root).glob("*/anns"))
 
 
-def overlay(image: Image.Image, mask: np.ndarray, colour=(255, 0, 0)) -> Image.Image:
+def _panel(image: Image.Image, mask: np.ndarray, colour) -> Image.Image:
     """``image`` with ``mask`` tinted in ``colour``, at the panel size."""
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.asarray(colour, dtype=np.float32)
-    return Image.fromarray(rgb.astype(np.uint8)).resize((PANEL, PANEL), Image.NEAREST)
+    return overlay(image, mask, colour, alpha=0.45, outline=False).resize(
+        (PANEL, PANEL), Image.NEAREST
+    )
 
 
 class Explorer:
@@ -76,24 +76,28 @@ class Explorer:
         keys = sorted(prompts, key=lambda k: (len(k), k))  # p0 .. p9, then p10 ..
         return {k: prompts[k][0] if isinstance(prompts[k], list) else prompts[k] for k in keys}
 
+    def _scored(self, i: int, prompts: list[str]) -> tuple[Image.Image, np.ndarray, list]:
+        """Image i, its truth, and (mask, Dice) for each of ``prompts``: the files read once,
+        the prompts predicted in one batch."""
+        image_path, mask_path = self.dataset.paths(i)
+        image, truth = read_image(image_path), read_mask(mask_path)
+        masks = self.predictor.predict_many([image] * len(prompts), prompts)
+        scores = [float(image_metrics(m, truth, surface=False)["dice"]) for m in masks]
+        return image, truth, list(zip(masks, scores))
+
     def predict(self, i: int, prompt: str) -> tuple[np.ndarray, float]:
         """Image i's mask for ``prompt`` and its Dice against the truth."""
-        image_path, mask_path = self.dataset.paths(i)
-        mask = self.predictor.predict(read_image(image_path), prompt)
-        dice = image_metrics(mask, read_mask(mask_path), surface=False)["dice"]
-        return mask, float(dice)
+        return self._scored(i, [prompt])[2][0]
 
     def row(self, i: int, prompt_a: str, prompt_b: str) -> tuple[bytes, float, float]:
         """One PNG: image, truth (green), mask for ``prompt_a`` (red), for ``prompt_b``
         (blue); and the two Dice."""
-        image_path, mask_path = self.dataset.paths(i)
-        image = read_image(image_path)
-        (mask_a, dice_a), (mask_b, dice_b) = self.predict(i, prompt_a), self.predict(i, prompt_b)
+        image, truth, ((mask_a, dice_a), (mask_b, dice_b)) = self._scored(i, [prompt_a, prompt_b])
         panels = [
             image.resize((PANEL, PANEL), Image.BILINEAR),
-            overlay(image, read_mask(mask_path), (0, 200, 0)),
-            overlay(image, mask_a, (255, 0, 0)),
-            overlay(image, mask_b, (0, 80, 255)),
+            _panel(image, truth, (0, 200, 0)),
+            _panel(image, mask_a, (255, 0, 0)),
+            _panel(image, mask_b, (0, 80, 255)),
         ]
         canvas = Image.new("RGB", (PANEL * 4 + 12, PANEL), "white")
         for k, panel in enumerate(panels):
@@ -104,11 +108,14 @@ class Explorer:
 
     def level_table(self, i: int) -> pd.DataFrame:
         """Dice of image i under each of its own levels: what the words change for it."""
-        rows = []
-        for level, text in self.levels(i).items():
-            mask, dice = self.predict(i, text)
-            rows.append({"level": level, "prompt": text, "dice": dice, "foreground": mask.mean()})
-        return pd.DataFrame(rows)
+        levels = self.levels(i)
+        scored = self._scored(i, list(levels.values()))[2]
+        return pd.DataFrame(
+            [
+                {"level": level, "prompt": text, "dice": dice, "foreground": mask.mean()}
+                for (level, text), (mask, dice) in zip(levels.items(), scored)
+            ]
+        )
 
     def widget(self, models: list[str | Path] | None = None, outputs=None, level: str = "p6"):
         """The interactive explorer (ipywidgets); ``models``: checkpoints to offer first (the
